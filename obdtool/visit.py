@@ -1,0 +1,96 @@
+"""The pre-service job in one go: read-out, record, outbox, upload.
+
+The record is committed to the outbox before any network call, so a dead network or a killed
+process loses nothing; the upload is a separate step that can always be repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.base import Adapter
+from obdtool.config import Config
+from obdtool.errors import ConfigError
+from obdtool.model import ScanResult
+from obdtool.readout import ReadOptions, read_vehicle
+from obdtool.record import build_visit_record
+from upload.errors import UploadError
+
+__all__ = ["UploadSummary", "VisitOutcome", "run_visit", "upload_pending"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class UploadSummary:
+    """What the upload step did; ``error`` is the one sentence to show when it stopped."""
+
+    attempted: bool = False
+    sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    remaining: int = 0
+    error: str | None = None
+    receipts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class VisitOutcome:
+    """The read-out, the record as stored, and what happened to it."""
+
+    result: ScanResult
+    record: dict[str, Any]
+    record_id: str
+    held: bool
+    upload: UploadSummary
+
+
+def run_visit(
+    adapter: Adapter,
+    options: ReadOptions,
+    *,
+    config: Config,
+    outbox: Any,
+    upload: Callable[[], UploadSummary] | None,
+    hold: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> VisitOutcome:
+    """Read the car, store the record, then (unless held) hand it to ``upload``.
+
+    :raises ConfigError: when no workshop id is configured (the record needs one).
+    :raises upload.errors.OutboxError: when the record cannot be stored; nothing is claimed saved.
+    """
+    if not config.workshop_id:
+        raise ConfigError("no workshop id configured: run 'obdtool config set workshop_id <id>'")
+    result = read_vehicle(adapter, options, progress=progress)
+    record = build_visit_record(result, workshop_id=config.workshop_id)
+    record_id: str = outbox.add(record, hold=hold)
+    summary = UploadSummary()
+    if not hold and upload is not None and result.vin is not None:
+        summary = upload()
+    elif result.vin is None:
+        summary.error = "no VIN was read: the record is kept in the outbox but cannot go to the manufacturer"
+    return VisitOutcome(result, record, record_id, hold, summary)
+
+
+def upload_pending(outbox: Any, client_factory: Callable[[], Any], progress: Callable[[int, int], None] | None = None
+                   ) -> UploadSummary:
+    """Send every pending record; an unreachable endpoint leaves them pending for the next run."""
+    from upload.client import deliver_pending
+
+    summary = UploadSummary(attempted=True)
+    try:
+        with client_factory() as client:
+            report = deliver_pending(outbox, client, progress=progress)
+    except UploadError as exc:
+        summary.error = str(exc)
+        summary.remaining = outbox.count("pending")
+        return summary
+    summary.sent, summary.duplicates, summary.rejected = report.sent, report.duplicates, report.rejected
+    summary.remaining = report.remaining
+    if report.error:
+        summary.error = report.error
+    return summary
