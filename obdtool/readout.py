@@ -39,7 +39,7 @@ Progress = Callable[[str], None]
 BITMAP_PIDS = (0x20, 0x40, 0x60, 0x80, 0xA0, 0xC0)
 # MIL state, distance/time counters and odometer: everything the visit record keeps from Service 01.
 COUNTER_PIDS = (0x01, 0x21, 0x31, 0x4D, 0x4E, 0xA6, 0x30, 0x1C)
-FREEZE_PIDS = (0x04, 0x05, 0x0C, 0x0D, 0x0F, 0x11, 0x0B, 0x06, 0x07, 0x10, 0x1F)
+FREEZE_PIDS = (0x04, 0x05, 0x0C, 0x0D, 0x0F, 0x11, 0x0B, 0x06, 0x07, 0x10, 0x0E, 0x1F)
 DTC_SERVICES: dict[int, DtcKind] = {0x03: "stored", 0x07: "pending", 0x0A: "permanent"}
 OBFCM_ITIDS = (0x17, 0x1A, 0x1B, 0x1C)
 MAX_PIDS_PER_REQUEST = 6
@@ -87,13 +87,15 @@ def read_vehicle(
     """
     result = ScanResult(started_at=_now())
     say = progress or (lambda _msg: None)
+    session = _Session(adapter, result, options, say)
     try:
-        _Session(adapter, result, options, say).run()
+        session.run()
     except AdapterError as exc:
         result.error = str(exc) or exc.__class__.__name__
         log.debug("read-out stopped: %r", exc)
     finally:
         result.finished_at = _now()
+        session.choose_mileage()
     if result.obfcm is None and options.obfcm is not None:
         _decide_obfcm_without_reading(result, options.obfcm)
     return result
@@ -128,6 +130,14 @@ class _Session:
         replies = self.adapter.request(data, ecu=ecu, expect=expect)
         return self._positive(data[0], replies)
 
+    def single_frame(self, answer_len: int) -> int | None:
+        """``expect=1`` for a physical request whose answer fits one CAN frame, else unknown.
+
+        The ELM327 counts frames, not messages: announcing one answer for a multi-frame reply
+        would cut it after the first frame.
+        """
+        return 1 if self.is_can and answer_len <= 7 else None
+
     def _positive(self, service: int, replies: Iterable[EcuReply]) -> dict[str, bytes]:
         grouped: dict[str, list[bytes]] = {}
         for reply in replies:
@@ -147,10 +157,10 @@ class _Session:
                 self.result.ecu(address).errors.append(f"service {service:02X}: {exc}")
         return out
 
-    def decode_into(self, address: str, what: str, fn: Callable[[], None]) -> None:
+    def decode_into(self, address: str, what: str, fn: Callable[..., object], *args: object) -> None:
         """Run one decoding step; a DecodeError is kept on the ECU's report, not raised."""
         try:
-            fn()
+            fn(*args)
         except DecodeError as exc:
             self.result.ecu(address).errors.append(f"{what}: {exc}")
 
@@ -193,7 +203,7 @@ class _Session:
     def discover(self) -> None:
         """``01 00`` finds the ECUs; the further bitmaps come in one multi-PID request where allowed."""
         for address, data in self.ask(b"\x01\x00").items():
-            self.decode_into(address, "supported PIDs", lambda a=address, d=data: self._bitmaps(a, d))
+            self.decode_into(address, "supported PIDs", self._bitmaps, address, data)
         need_more = [a for a, e in self.result.ecus.items() if 0x20 in e.supported_pids]
         if not need_more:
             return
@@ -201,16 +211,16 @@ class _Session:
         if self.is_can:
             for address, data in self.ask(bytes([0x01, *BITMAP_PIDS])).items():
                 answered.add(address)
-                self.decode_into(address, "supported PIDs", lambda a=address, d=data: self._bitmaps(a, d))
+                self.decode_into(address, "supported PIDs", self._bitmaps, address, data)
         for address in need_more:
             if address in answered:
                 continue
             base = 0x20
             while base in self.result.ecu(address).supported_pids and base <= 0xC0:
-                got = self.ask(bytes([0x01, base]), ecu=address if self.is_can else None, expect=1)
+                got = self.ask(bytes([0x01, base]), ecu=address if self.is_can else None, expect=self.single_frame(6))
                 if address not in got:
                     break
-                self.decode_into(address, "supported PIDs", lambda a=address, d=got[address]: self._bitmaps(a, d))
+                self.decode_into(address, "supported PIDs", self._bitmaps, address, got[address])
                 base += 0x20
 
     def _bitmaps(self, address: str, data: bytes) -> None:
@@ -237,7 +247,7 @@ class _Session:
             return
         vins: dict[str, str] = {}
         for address, data in self.ask(b"\x09\x02").items():
-            self.decode_into(address, "VIN", lambda a=address, d=data: vins.__setitem__(a, infotypes.decode_vin(d)))
+            self.decode_into(address, "VIN", self._vin_into, vins, address, data)
         if not vins:
             self.result.warnings.append("the VIN could not be read")
             return
@@ -257,11 +267,11 @@ class _Session:
         for address, data in answers.items():
 
             def decode(a: str = address, d: bytes = data) -> None:
-                found = dtc.parse_dtc_response(d, service)
+                found = dtc.parse_dtc_list(d, service)
                 report = self.result.ecu(a)
                 for code in found.codes:
                     report.dtcs.append(DtcEntry(code, kind, dtc.describe_dtc(code)))
-                if found.declared_count is not None and found.declared_count != len(found.codes):
+                if found.count_mismatch:
                     report.errors.append(
                         f"{kind} DTCs: the ECU announced {found.declared_count} but sent {len(found.codes)}"
                     )
@@ -280,16 +290,24 @@ class _Session:
         if self.is_can:
             for chunk in _chunks(union, MAX_PIDS_PER_REQUEST):
                 for address, data in self.ask(bytes([0x01, *chunk])).items():
-                    self.decode_into(
-                        address, "Service 01", lambda a=address, d=data: got[a].update(self._readings(a, d))
-                    )
+                    self.decode_into(address, "Service 01", self._readings_into, got, address, data)
         for address, pids_wanted in wanted.items():
             for pid in pids_wanted:
                 if pid in got.get(address, set()):
                     continue
-                answer = self.ask(bytes([0x01, pid]), ecu=address if self.is_can else None, expect=1)
+                size = 2 + pids.PID_LENGTHS.get(pid, 4)
+                answer = self.ask(bytes([0x01, pid]), ecu=address if self.is_can else None, expect=self.single_frame(size))
                 if address in answer:
-                    self.decode_into(address, f"PID {pid:02X}", lambda a=address, d=answer[address]: self._readings(a, d) and None)
+                    self.decode_into(address, f"PID {pid:02X}", self._readings, address, answer[address])
+
+    def _readings_into(self, got: dict[str, set[int]], address: str, data: bytes) -> None:
+        got[address].update(self._readings(address, data))
+
+    @staticmethod
+    def _vin_into(vins: dict[str, str], address: str, data: bytes) -> None:
+        vin = infotypes.decode_vin(data)
+        if vin:
+            vins[address] = vin
 
     def _readings(self, address: str, data: bytes) -> set[int]:
         report = self.result.ecu(address)
@@ -304,15 +322,23 @@ class _Session:
         return seen
 
     def read_freeze_frames(self) -> None:
+        """The DTC that stored the frame and the frame's PID bitmap in one request, then the values."""
         for address, report in list(self.result.ecus.items()):
             if not report.codes("stored"):
                 continue
             target = address if self.is_can else None
-            answer = self.ask(b"\x02\x02\x00", ecu=target, expect=1 if self.is_can else None)
+            first = b"\x02\x02\x00\x00\x00" if self.is_can else b"\x02\x02\x00"
+            answer = self.ask(first, ecu=target, expect=self.single_frame(1 + 4 + 6))
             if address not in answer:
                 continue
+            code: str | None = None
+            present: set[int] = set()
             try:
-                code = pids.decode_freeze_frame_dtc(answer[address])
+                for pid, _frame_no, payload in pids.parse_freeze_frame_multi(answer[address]):
+                    if pid == 0x02:
+                        code = pids.decode_freeze_frame_dtc(bytes([0x42, 0x02, 0x00]) + payload)
+                    elif pid == 0x00:
+                        present = pids.supported_from_bitmap(0x00, payload)
             except DecodeError as exc:
                 report.errors.append(f"freeze frame: {exc}")
                 continue
@@ -320,12 +346,14 @@ class _Session:
                 continue
             frame = FreezeFrame(dtc=code)
             report.freeze_frame = frame
-            step = 3 if self.is_can else 1  # 02 + three (PID, frame) pairs fill a single frame
-            for chunk in _chunks(list(FREEZE_PIDS), step):
+            wanted = [p for p in FREEZE_PIDS if p in present] if present else list(FREEZE_PIDS)
+            step = 3 if self.is_can else 1  # 02 + three (PID, frame) pairs fill a single CAN frame
+            for chunk in _chunks(wanted, step):
                 request = bytes([0x02, *[b for p in chunk for b in (p, 0x00)]])
-                got = self.ask(request, ecu=target, expect=1 if self.is_can else None)
+                size = 1 + sum(2 + pids.PID_LENGTHS.get(p, 4) for p in chunk)
+                got = self.ask(request, ecu=target, expect=self.single_frame(size))
                 if address in got:
-                    self.decode_into(address, "freeze frame", lambda d=got[address]: self._freeze_values(frame, d))
+                    self.decode_into(address, "freeze frame", self._freeze_values, frame, got[address])
 
     @staticmethod
     def _freeze_values(frame: FreezeFrame, data: bytes) -> None:
@@ -339,14 +367,14 @@ class _Session:
         steps: tuple[tuple[int, str, Callable[[EcuReport, bytes], None]], ...] = (
             (0x04, "CALID", lambda r, d: r.calids.extend(infotypes.decode_calids(d))),
             (0x06, "CVN", lambda r, d: r.cvns.extend(infotypes.decode_cvns(d))),
-            (0x0A, "ECU name", lambda r, d: setattr(r, "name", infotypes.decode_ecu_name(d) or None)),
+            (0x0A, "ECU name", _set_name),
         )
         for itid, what, apply in steps:
             if not self.ecus_with_infotype(itid):
                 continue
             for address, data in self.ask(bytes([0x09, itid])).items():
                 report = self.result.ecu(address)
-                self.decode_into(address, what, lambda r=report, d=data, f=apply: f(r, d))
+                self.decode_into(address, what, apply, report, data)
 
     def read_uds(self) -> None:
         from obdtool import uds
@@ -363,7 +391,7 @@ class _Session:
                     report.dtcs.append(
                         DtcEntry(item.code, "uds", item.description, item.status, list(item.flags))
                     )
-        if self.result.vin is None:
+        if not any("odometer_km" in e.readings for e in self.result.ecus.values()):
             mileage = uds.read_uds_mileage(self.adapter, self.result.vin)
             if mileage is not None:
                 self.result.mileage = Mileage(mileage.km, mileage.source, mileage.ecu)
@@ -376,13 +404,6 @@ class _Session:
             km = report.readings.get("odometer_km")
             if isinstance(km, int | float):
                 self.result.mileage = Mileage(float(km), "odometer (01 A6)", address)
-                return
-        if self.options.uds and self.is_can:
-            from obdtool import uds
-
-            found = uds.read_uds_mileage(self.adapter, self.result.vin)
-            if found is not None:
-                self.result.mileage = Mileage(found.km, found.source, found.ecu)
                 return
         for address, report in self.result.ecus.items():
             km = report.readings.get("distance_since_clear_km")
@@ -414,7 +435,7 @@ class _Session:
                 continue
             for address, data in self.ask(bytes([0x09, itid])).items():
                 entry = per_ecu.setdefault(address, ObfcmEcuData(address))
-                self.decode_into(address, f"OBFCM {itid:02X}", lambda e=entry, d=data, i=itid: _obfcm_into(e, i, d))
+                self.decode_into(address, f"OBFCM {itid:02X}", _obfcm_into, entry, itid, data)
         collected = [e for e in per_ecu.values() if e.itid17 is not None or e.raw]
         if not collected:
             result.obfcm = ObfcmResult(
@@ -423,6 +444,10 @@ class _Session:
             return
         result.obfcm = ObfcmResult("collected", decided_at=consent.decided_at, ecus=collected)
         result.warnings.extend(plausibility_warnings(result))
+
+
+def _set_name(report: EcuReport, data: bytes) -> None:
+    report.name = infotypes.decode_ecu_name(data) or None
 
 
 def _obfcm_into(entry: ObfcmEcuData, itid: int, data: bytes) -> None:

@@ -142,17 +142,24 @@ class VirtualEcu:
         return bytes(out) if len(out) > 1 else None
 
     def answer_02(self, data: bytes) -> bytes | None:
-        if len(data) < 3 or self.freeze_frame_dtc is None or data[2] != 0:
+        """Service 02: ``02 PID FRAME [PID FRAME ...]``; only frame 00 exists in this car."""
+        if len(data) < 3 or len(data) % 2 == 0 or self.freeze_frame_dtc is None:
             return None
-        pid = data[1]
-        if pid == 0x02:
-            return bytes([0x42, 0x02, 0x00]) + encode_dtc(self.freeze_frame_dtc)
-        present = set(self.freeze_pids) | {0x02}
-        if pid % 0x20 == 0 and pid in _with_bitmaps(present, range(0x00, 0x100, 0x20)):
-            return bytes([0x42, pid, 0x00]) + _bitmap(pid, _with_bitmaps(present, range(0, 0x100, 0x20)))
-        if pid in self.freeze_pids:
-            return bytes([0x42, pid, 0x00]) + self.freeze_pids[pid]
-        return None
+        pairs = [(data[i], data[i + 1]) for i in range(1, len(data), 2)]
+        if len(pairs) > 1 and not self.spec.multi_pid:
+            return None
+        present = _with_bitmaps(set(self.freeze_pids) | {0x02}, range(0x00, 0x100, 0x20))
+        out = bytearray([0x42])
+        for pid, frame in pairs:
+            if frame != 0:
+                continue
+            if pid == 0x02:
+                out += bytes([0x02, 0x00]) + encode_dtc(self.freeze_frame_dtc)
+            elif pid % 0x20 == 0 and pid in present:
+                out += bytes([pid, 0x00]) + _bitmap(pid, present)
+            elif pid in self.freeze_pids:
+                out += bytes([pid, 0x00]) + self.freeze_pids[pid]
+        return bytes(out) if len(out) > 1 else None
 
     # -- Services 03/07/0A/04 ----------------------------------------------------------------------
 
@@ -226,12 +233,10 @@ class VirtualCar:
         self.request_log: list[LoggedRequest] = []
         self._lock = threading.Lock()
         if uds_handler is None:
-            try:
-                from adapters.sim.uds import handle_uds
-            except ImportError:  # pragma: no cover - the UDS part is optional
-                handle_uds = None
+            from adapters.sim.uds import handle_uds
+
             uds_handler = handle_uds
-        self._uds = uds_handler
+        self._uds: UdsHandler = uds_handler
 
     def start_engine(self, rpm: float = 780.0) -> None:
         """Start the engine (some services refuse while it runs)."""
@@ -249,6 +254,11 @@ class VirtualCar:
                 return ecu
         return None
 
+    def listener(self, request_address: str) -> VirtualEcu | None:
+        """The ECU that receives physical requests sent to ``request_address`` (``7E0``, ``18DA10F1``)."""
+        request_address = request_address.upper()
+        return next((e for e in self.ecus if e.request_address == request_address), None)
+
     def requests_for(self, service: int, *params: int) -> list[LoggedRequest]:
         """Logged requests that start with ``service`` and ``params`` (for tests and audits)."""
         prefix = bytes([service, *params])
@@ -256,7 +266,7 @@ class VirtualCar:
             return [r for r in self.request_log if r.data.startswith(prefix)]
 
     def respond(self, data: bytes, target: str | None = None) -> list[EcuAnswer]:
-        """Every ECU's answer to ``data``; functional when ``target`` is None.
+        """Every ECU's answer to ``data``; functional when ``target`` (a request address) is None.
 
         Functional requests get no answer from ECUs that do not support them (as ISO 15765-4 asks);
         a physical request to an ECU that does not support the service gets ``7F SID 11/12``.
@@ -268,7 +278,7 @@ class VirtualCar:
         if target is None:
             ecus = self.ecus
         else:
-            one = self.ecu(target)
+            one = self.listener(target)
             ecus = [one] if one else []
         answers = []
         for ecu in ecus:
@@ -292,7 +302,7 @@ class VirtualCar:
             reply = ecu.clear()
         elif sid == 0x09 and len(data) == 2:
             reply = ecu.answer_09(data[1])
-        elif sid >= 0x10 and self._uds is not None:
+        elif sid >= 0x10:
             return self._uds(ecu, data, physical)
         else:
             reply = bytes([0x7F, sid, 0x11]) if physical else None

@@ -341,7 +341,7 @@ def parse_scenario(raw: dict[str, Any], *, path: Path | None = None) -> Scenario
         raise top.fail("ecus", "two ECUs share an address")
     for ecu in ecus:
         is29 = ecu.address.startswith("18DA")
-        if protocol in {"7", "9"} and not is29 or protocol in {"6", "8"} and not ecu.address.startswith("7E"):
+        if (protocol in {"7", "9"} and not is29) or (protocol in {"6", "8"} and not ecu.address.startswith("7E")):
             raise top.fail("ecus", f"address {ecu.address} does not fit protocol {protocol}")
         if legacy and len(ecu.address) != 2:
             raise top.fail("ecus", f"address {ecu.address} does not fit K-line/J1850 protocol {protocol}")
