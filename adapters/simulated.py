@@ -9,17 +9,23 @@ ISO-TP stack. Options come from the spec's query string::
     sim:petrol?link=tcp            TCP instead of a pseudo-terminal
     sim:petrol?realtime=1          pace bytes at 38400 baud and add ECU response times
     sim:petrol?baud=9600&ecu_ms=50 the same with other figures
+    sim:petrol?disconnect_after=8  fault injection: any field of EmulatorFaults
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from adapters.base import Adapter, EcuReply, LinkInfo
 from adapters.errors import AdapterSpecError
 from adapters.sim.car import VirtualCar
 from adapters.sim.scenario import load_scenario
+
+if TYPE_CHECKING:
+    from adapters.sim.elm327 import EmulatorFaults
 
 __all__ = ["SimulatedCanAdapter", "SimulatedElmAdapter"]
 
@@ -53,6 +59,27 @@ def _car(scenario: str, engine: str | None) -> VirtualCar:
     return car
 
 
+def _faults(options: dict[str, str]) -> EmulatorFaults:
+    """Fault injection from the spec: ``disconnect_after=8``, ``garbage=on`` ... (see EmulatorFaults)."""
+    from adapters.sim.elm327 import EmulatorFaults
+
+    known = {f.name: f for f in fields(EmulatorFaults)}
+    faults = EmulatorFaults()
+    for name, value in options.items():
+        if name not in known:
+            raise AdapterSpecError(
+                f"unknown sim option {name!r} (known: engine, link, realtime, baud, ecu_ms, {', '.join(known)})"
+            )
+        if name.endswith("_after"):
+            number = _number(name, value)
+            if number is None or number < 0 or number != int(number):
+                raise AdapterSpecError(f"sim option {name}={value!r} must be a whole number")
+            setattr(faults, name, int(number))
+        else:
+            setattr(faults, name, _flag(name, value))
+    return faults
+
+
 class SimulatedElmAdapter(Adapter):
     """A virtual car behind an emulated ELM327, reached through the real ELM327 adapter code."""
 
@@ -65,24 +92,25 @@ class SimulatedElmAdapter(Adapter):
         realtime: str | None = None,
         baud: str | None = None,
         ecu_ms: str | None = None,
-        **unknown: str,
+        **fault_options: str,
     ) -> None:
         super().__init__()
-        if unknown:
-            raise AdapterSpecError(f"unknown sim option(s): {', '.join(unknown)} (known: engine, link, realtime, "
-                                   "baud, ecu_ms)")
         if link not in ("pty", "tcp"):
             raise AdapterSpecError(f"sim option link={link!r}: use pty or tcp")
         from adapters.sim.elm327 import Elm327Emulator, TimingModel
+
+        faults = _faults(fault_options)
 
         self.car = _car(scenario, engine)
         baud_rate, response = _number("baud", baud), _number("ecu_ms", ecu_ms)
         timing = None
         if _flag("realtime", realtime) or baud_rate or response is not None:
             timing = TimingModel(
-                baud=int(baud_rate or 38400), ecu_response_ms=20 if response is None else response, enabled=True
+                baud=int(baud_rate or 38400),
+                ecu_response_ms=20 if response is None else response,
+                enabled=True,
             )
-        self.emulator = Elm327Emulator(self.car, timing=timing)
+        self.emulator = Elm327Emulator(self.car, timing=timing, faults=faults)
         self._link_kind = link
         self._server: object | None = None
         self._inner: Adapter | None = None
@@ -112,8 +140,11 @@ class SimulatedElmAdapter(Adapter):
         found = inner.open()
         _ = Link  # the protocol type documents what the factory returns
         self._info = LinkInfo(
-            "sim", f"virtual car '{self.car.scenario.name}' behind {found.description}",
-            found.protocol, found.protocol_id, found.is_can,
+            "sim",
+            f"virtual car '{self.car.scenario.name}' behind {found.description}",
+            found.protocol,
+            found.protocol_id,
+            found.is_can,
         )
         return self._info
 
@@ -139,8 +170,9 @@ class SimulatedElmAdapter(Adapter):
 class SimulatedCanAdapter(Adapter):
     """A virtual ECU network on python-can's virtual bus, reached through the real CAN adapter."""
 
-    def __init__(self, scenario: str, *, engine: str | None = None, ecu_ms: str | None = None,
-                 **unknown: str) -> None:
+    def __init__(
+        self, scenario: str, *, engine: str | None = None, ecu_ms: str | None = None, **unknown: str
+    ) -> None:
         super().__init__()
         if unknown:
             raise AdapterSpecError(f"unknown simcan option(s): {', '.join(unknown)} (known: engine, ecu_ms)")
@@ -166,8 +198,11 @@ class SimulatedCanAdapter(Adapter):
         self._inner = inner
         found = inner.open()
         self._info = LinkInfo(
-            "simcan", f"virtual CAN bus {self._channel} (virtual car '{self.car.scenario.name}')",
-            found.protocol, found.protocol_id, True,
+            "simcan",
+            f"virtual CAN bus {self._channel} (virtual car '{self.car.scenario.name}')",
+            found.protocol,
+            found.protocol_id,
+            True,
         )
         return self._info
 

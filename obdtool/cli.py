@@ -262,7 +262,7 @@ def _upload_client(config: Config) -> Any:
     if not config.endpoint:
         raise ConfigError("no endpoint configured: run 'obdtool config set endpoint https://...'")
     endpoint = check_endpoint(config.endpoint)
-    token = TokenStore(account=_host(endpoint)).get()
+    token = TokenStore.for_endpoint(endpoint).get()
     if not token:
         raise CredentialError("no API token stored for this endpoint: run 'obdtool auth login'")
     cert: Any = None
@@ -270,7 +270,7 @@ def _upload_client(config: Config) -> Any:
         cert = (config.client_cert, config.client_key) if config.client_key else config.client_cert
     from obdtool import __version__
 
-    return UploadClient(endpoint, token, ca_file=config.ca_file, client_cert=cert, user_agent=f"obdtool/{__version__}")
+    return UploadClient(endpoint, token, ca_file=config.ca_file, client_cert=cert, tool_version=__version__)
 
 
 def _host(url: str) -> str:
@@ -365,7 +365,7 @@ def clear(adapter_spec: str | None, ecus: tuple[str, ...], yes: bool, force: boo
                                     requested_ecus=plan.ecus, outcome=outcome.outcome, refusals=outcome.refusals,
                                     notes=outcome.notes)
         record["record_id"] = saved["id"]
-        outbox.replace_pending(saved["id"], record)
+        outbox.replace_unsent(saved["id"], record)
     if as_json:
         _print_json({"record_id": saved["id"], "outcome": outcome.outcome, "cleared": outcome.cleared,
                      "remaining": outcome.remaining, "refusals": outcome.refusals, "notes": outcome.notes})
@@ -410,21 +410,24 @@ def sim(scenario: str, tcp_port: int, no_tcp: bool, no_pty: bool, realtime: bool
 @click.option("--store", type=click.Path(path_type=Path), default=Path("receiver-store"), show_default=True)
 @click.option("--certfile", type=click.Path(exists=True, path_type=Path), help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(exists=True, path_type=Path), help="TLS key (PEM).")
-def receiver(host: str, port: int, store: Path, certfile: Path | None, keyfile: Path | None) -> None:
+@click.option("--fail", metavar="FAULTS", help="Misbehave for tests, e.g. 'fail=2,throttle=1,retry-after=0.5,reset=1'.")
+def receiver(host: str, port: int, store: Path, certfile: Path | None, keyfile: Path | None, fail: str | None) -> None:
     """Run the reference receiver (the manufacturer endpoint contract) in the foreground.
 
     The token clients must present is read from standard input (one line) or OBDTOOL_RECEIVER_TOKEN.
     """
     import os
 
-    from upload.receiver import serve_forever
+    from upload.receiver import parse_faults, serve_forever
 
     token = os.environ.get("OBDTOOL_RECEIVER_TOKEN") or (sys.stdin.readline().strip() if not sys.stdin.isatty()
                                                           else click.prompt("Token clients must send", hide_input=True))
     if not token:
         raise click.UsageError("the receiver needs a token")
+    scheme = "https" if certfile else "http"
+    click.echo(f"receiving at {scheme}://{host}:{port}/v1/records (Ctrl-C stops)")
     serve_forever(store, token, host=host, port=port, certfile=certfile, keyfile=keyfile,
-                  on_ready=lambda url: click.echo(f"receiving at {url}/v1/records (Ctrl-C stops)"))
+                  faults=parse_faults(fail) if fail else None)
 
 
 # -- outbox, auth, config -----------------------------------------------------------------------
@@ -534,7 +537,7 @@ def _token_store() -> Any:
     config = _config()
     if not config.endpoint:
         raise ConfigError("no endpoint configured: run 'obdtool config set endpoint https://...' first")
-    return TokenStore(account=_host(check_endpoint(config.endpoint)))
+    return TokenStore.for_endpoint(check_endpoint(config.endpoint))
 
 
 @auth.command("login")

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from adapters import open_adapter
+from obdtool import __version__
 from obdtool.config import Config
 from obdtool.consent import from_flag
 from obdtool.readout import ReadOptions
@@ -42,7 +43,7 @@ def run_demo(scenario: str, obfcm: str) -> int:
                     ReadOptions(obfcm=from_flag(obfcm)),
                     config=config,
                     outbox=outbox,
-                    upload=lambda: upload_pending(outbox, lambda: UploadClient(receiver.url, token)),
+                    upload=lambda: upload_pending(outbox, lambda: UploadClient(receiver.url, token, tool_version=__version__)),
                 )
             render_scan(out, outcome.result)
             if outcome.upload.error:

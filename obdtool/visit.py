@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import Adapter
 from obdtool.config import Config
@@ -18,6 +18,10 @@ from obdtool.model import ScanResult
 from obdtool.readout import ReadOptions, read_vehicle
 from obdtool.record import build_visit_record
 from upload.errors import UploadError
+
+if TYPE_CHECKING:
+    from upload.client import UploadClient
+    from upload.outbox import Outbox
 
 __all__ = ["UploadSummary", "VisitOutcome", "run_visit", "upload_pending"]
 
@@ -53,7 +57,7 @@ def run_visit(
     options: ReadOptions,
     *,
     config: Config,
-    outbox: Any,
+    outbox: Outbox,
     upload: Callable[[], UploadSummary] | None,
     hold: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -67,17 +71,21 @@ def run_visit(
         raise ConfigError("no workshop id configured: run 'obdtool config set workshop_id <id>'")
     result = read_vehicle(adapter, options, progress=progress)
     record = build_visit_record(result, workshop_id=config.workshop_id)
-    record_id: str = outbox.add(record, hold=hold)
+    no_vin = result.vin is None
+    record_id: str = outbox.add(record, hold=hold or no_vin)
     summary = UploadSummary()
-    if not hold and upload is not None and result.vin is not None:
-        summary = upload()
-    elif result.vin is None:
+    if no_vin:
         summary.error = "no VIN was read: the record is kept in the outbox but cannot go to the manufacturer"
-    return VisitOutcome(result, record, record_id, hold, summary)
+    elif not hold and upload is not None:
+        summary = upload()
+    return VisitOutcome(result, record, record_id, hold or no_vin, summary)
 
 
-def upload_pending(outbox: Any, client_factory: Callable[[], Any], progress: Callable[[int, int], None] | None = None
-                   ) -> UploadSummary:
+def upload_pending(
+    outbox: Outbox,
+    client_factory: Callable[[], UploadClient],
+    progress: Callable[[int, int], None] | None = None,
+) -> UploadSummary:
     """Send every pending record; an unreachable endpoint leaves them pending for the next run."""
     from upload.client import deliver_pending
 
@@ -91,6 +99,6 @@ def upload_pending(outbox: Any, client_factory: Callable[[], Any], progress: Cal
         return summary
     summary.sent, summary.duplicates, summary.rejected = report.sent, report.duplicates, report.rejected
     summary.remaining = report.remaining
-    if report.error:
-        summary.error = report.error
+    if report.stopped_by is not None:
+        summary.error = str(report.stopped_by)
     return summary

@@ -290,6 +290,10 @@ def test_decode_pid_uses_the_table() -> None:
     assert decode_pid(0x0C, h("1A F8")) == 1726.0
     assert decode_pid(0xA6, h("00 00 30 E0")) == 1251.2
     assert decode_pid(0x51, h("04")) == "diesel"
+    assert decode_pid(0x04, h("FF")) == 100.0
+    assert decode_pid(0x06, h("80")) == 0.0
+    assert decode_pid(0x0F, h("28")) == 0.0
+    assert decode_pid(0x10, h("01 F4")) == 5.0
     assert decode_pid(0x00, h("80 00 00 01")) == (0x01, 0x20)
     status = decode_pid(0x01, h("00 0E E9 68"))
     assert isinstance(status, MonitorStatus)
@@ -297,8 +301,8 @@ def test_decode_pid_uses_the_table() -> None:
 
 
 def test_decode_pid_rejects_unknown_pid_and_wrong_length() -> None:
-    with pytest.raises(DecodeError, match="PID 0B is not in obdtool's PID table"):
-        decode_pid(0x0B, h("64"))
+    with pytest.raises(DecodeError, match="PID 0A is not in obdtool's PID table"):
+        decode_pid(0x0A, h("64"))
     with pytest.raises(DecodeError, match="PID 0C engine speed needs 2 data bytes, got 3"):
         decode_pid(0x0C, h("1A F8 00"))
 
@@ -330,8 +334,8 @@ def test_split_multi_bitmaps() -> None:
 
 
 def test_split_rejects_unknown_pid_in_the_middle() -> None:
-    with pytest.raises(DecodeError, match="PID 0B at byte 4 has no known length"):
-        split_multi_pid(h("41 0C 1A F8 0B 64 0D 00"))
+    with pytest.raises(DecodeError, match="PID 0A at byte 4 has no known length"):
+        split_multi_pid(h("41 0C 1A F8 0A 64 0D 00"))
 
 
 def test_split_accepts_extra_lengths_from_the_caller() -> None:

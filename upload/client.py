@@ -1,0 +1,615 @@
+"""Delivering records to the manufacturer's endpoint over HTTPS.
+
+:class:`UploadClient` sends one record per ``POST {endpoint}/v1/records`` with the record id as
+``Idempotency-Key``, so a retry after a lost answer can never create a second copy at the server. It
+retries what is worth retrying (timeouts, lost connections, 429, 5xx) with capped exponential backoff and
+jitter, and stops at once on what is not (401/403, other 4xx, a certificate that does not verify).
+
+:func:`deliver_pending` walks the outbox and records each outcome, so the outbox always says what the
+server has.
+
+Transport security is not negotiable: certificates are always verified (a private CA may be *added* through
+``ca_file``), and plain http is accepted only to this computer's loopback address, for the reference receiver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import ipaddress
+import json
+import logging
+import math
+import random
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
+from urllib.parse import urlsplit
+
+import httpx
+
+from upload._secret import Secret
+from upload.credentials import is_acceptable_token
+from upload.errors import (
+    CredentialError,
+    InsecureEndpointError,
+    RecordInvalidError,
+    RecordNotFoundError,
+    TlsError,
+    UploadAuthError,
+    UploadError,
+    UploadRejectedError,
+    UploadRetryableError,
+)
+from upload.outbox import PENDING, Outbox, OutboxEntry
+
+__all__ = [
+    "RECORDS_PATH",
+    "DeliveryReport",
+    "Receipt",
+    "RecordSender",
+    "UploadClient",
+    "backoff_delay",
+    "check_endpoint",
+    "deliver_pending",
+    "parse_retry_after",
+]
+
+logger = logging.getLogger(__name__)
+
+RECORDS_PATH: Final = "/v1/records"
+"""Path, below the endpoint's base URL, that accepts records (see ``openapi.yaml``)."""
+
+_RETRY_STATUSES: Final = frozenset({408, 425, 429})
+_MAX_SERVER_MESSAGE: Final = 300
+_HOST_RE: Final = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
+_BATCH_SIZE: Final = 1  # records per request; see _send_batch
+
+CertSpec = str | Path | tuple[str | Path, str | Path]
+"""A client certificate: one PEM file holding certificate and key, or a (certificate, key) pair."""
+
+
+# -- endpoint ------------------------------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(url: str) -> str:
+    """Check an endpoint URL and return it normalised (lower-case scheme and host, no trailing slash).
+
+    Run before any connection is made, so a mistyped ``http://`` never puts a VIN on the wire in clear text.
+
+    :raises InsecureEndpointError: not http(s), no host, credentials or query in the URL, or plain http to
+        anything but a loopback address (127.0.0.0/8, ::1, ``localhost``).
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise InsecureEndpointError("No endpoint address is configured.")
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in {"https", "http"}:
+        found = f" (it starts with {scheme[:20]}://)" if scheme else ""
+        raise InsecureEndpointError(f"The endpoint address must start with https://{found}.")
+    if "@" in parts.netloc:
+        raise InsecureEndpointError(
+            "The endpoint address must not contain a user name or password; the API token is kept in the "
+            "system keyring."
+        )
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InsecureEndpointError("The endpoint address has no host name.")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InsecureEndpointError("The endpoint address has an invalid port number.") from exc
+    is_ip = True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        is_ip = False
+    if not is_ip and not _HOST_RE.match(host):
+        raise InsecureEndpointError(f"The endpoint host name {host[:80]!r} is not valid.")
+    if parts.query or parts.fragment:
+        raise InsecureEndpointError(
+            "The endpoint address must not contain a query (?...) or fragment (#...)."
+        )
+    if scheme == "http" and not _is_loopback(host):
+        raise InsecureEndpointError(
+            f"The endpoint {host} would receive vehicle data over plain http; use https:// (plain http is "
+            f"allowed only to this computer)."
+        )
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+# -- results -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The endpoint's confirmation that it holds a record.
+
+    :ivar duplicate: ``True`` when the endpoint already had the record (HTTP 200) and returned its first
+        receipt.
+    """
+
+    receipt_id: str
+    received_at: str
+    duplicate: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The receipt as stored in the outbox."""
+        return {"receipt_id": self.receipt_id, "received_at": self.received_at, "duplicate": self.duplicate}
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one :func:`deliver_pending` run did.
+
+    :ivar sent: records now marked sent, including ``duplicates``.
+    :ivar duplicates: of those, records the endpoint already had (a previous answer was lost).
+    :ivar rejected: records the endpoint refused for good (now in state rejected).
+    :ivar failed: records whose attempt failed and stay pending (at most one: a failure stops the run).
+    :ivar remaining: pending records left in the outbox after the run.
+    :ivar stopped_by: the error that ended the run early (auth, TLS, network down), else ``None``.
+    """
+
+    sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: int = 0
+    remaining: int = 0
+    stopped_by: UploadError | None = None
+
+
+class RecordSender(Protocol):
+    """Anything that can deliver one record and return the endpoint's receipt (``UploadClient`` does)."""
+
+    def send(self, record: Mapping[str, Any]) -> Receipt:
+        """Deliver one record; raise an :class:`~upload.errors.UploadError` subclass on failure."""
+        ...
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header (delay in seconds or an HTTP date).
+
+    :returns: ``None`` when the header is absent or unreadable (the caller then uses its own backoff).
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, draw: float) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, with jitter.
+
+    The ceiling doubles per attempt up to ``cap``; the wait is drawn from the upper half of it (``draw`` in
+    [0, 1)), which spreads the retries of many workshop PCs that lost the network at the same moment while
+    still backing off.
+    """
+    ceiling = min(cap, base * 2.0 ** (attempt - 1))
+    return ceiling / 2 + draw * ceiling / 2
+
+
+def _tls_context(ca_file: str | Path | None, client_cert: CertSpec | None) -> ssl.SSLContext:
+    """A verifying TLS context: system CAs, or exactly ``ca_file`` when given; optional client certificate."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TlsError(f"The CA file {ca_file} cannot be loaded ({_reason(exc)}).") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_cert is not None:
+        certfile, keyfile = client_cert if isinstance(client_cert, tuple) else (client_cert, None)
+        try:
+            context.load_cert_chain(str(certfile), str(keyfile) if keyfile is not None else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(f"The client certificate {certfile} cannot be loaded ({_reason(exc)}).") from exc
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:  # pragma: no cover - invariant
+        raise TlsError("Certificate verification must stay on.")
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    """A short lower-level reason for a TLS or file problem, without a trailing full stop."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        text = str(exc.verify_message)
+    elif isinstance(exc, ssl.SSLError) and exc.reason:
+        text = str(exc.reason).replace("_", " ").lower()
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return text.rstrip(". ")
+
+
+def _find_tls_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a transport error, if any; EOF during TLS counts as a lost connection instead."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError) and not isinstance(
+            current, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _transport_failure(exc: httpx.TransportError, timeout: float) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"the server could not be reached within {timeout:g} s"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"the server did not answer within {timeout:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return "the server could not be reached (no network, or the server is down)"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server closed the connection without an answer"
+    return "the connection to the server was lost"
+
+
+# -- client --------------------------------------------------------------------------------------------------
+
+
+class UploadClient:
+    """One keep-alive HTTPS connection pool to the endpoint. Use as a context manager.
+
+    :param endpoint: base URL; checked by :func:`check_endpoint`.
+    :param token: API token (from :class:`~upload.credentials.TokenStore`); sent only in the
+        ``Authorization`` header, never shown in repr, logs or errors.
+    :param ca_file: PEM bundle to trust *instead of* the system CAs (a manufacturer's private CA, a test CA).
+    :param client_cert: client certificate for mutual TLS: a PEM path or a (certificate, key) pair.
+    :param timeout: seconds for connecting, and for each read and write.
+    :param max_attempts: HTTP requests per record before giving up with :class:`UploadRetryableError`.
+    :param backoff_base: first retry delay in seconds; doubles per attempt, with jitter.
+    :param backoff_cap: longest single wait, also for a server's ``Retry-After``.
+    :param sleep: how to wait between attempts (injectable so tests do not sleep).
+    :param transport: an httpx transport to use instead of the network (keeps the TLS settings out of play).
+    :param tool_version: obdtool's version, sent as ``User-Agent: obdtool/<version>``.
+    :param proxy: an explicit proxy URL; environment proxy settings are ignored on purpose.
+    :param jitter: source of uniform numbers in [0, 1) for the backoff jitter.
+    :raises InsecureEndpointError: the endpoint is not acceptable.
+    :raises CredentialError: the token cannot be sent in an HTTP header.
+    :raises TlsError: the CA file or client certificate cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        token: str,
+        *,
+        ca_file: str | Path | None = None,
+        client_cert: CertSpec | None = None,
+        timeout: float = 10.0,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+        tool_version: str = "unknown",
+        proxy: str | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.endpoint = check_endpoint(endpoint)
+        if not isinstance(token, str) or not is_acceptable_token(token):
+            raise CredentialError(
+                "The API token is not usable: it must be non-empty printable ASCII without spaces or "
+                "line breaks."
+            )
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if timeout <= 0 or backoff_base < 0 or backoff_cap < 0:
+            raise ValueError("timeout must be positive and backoff values non-negative")
+        self._token = Secret(token)
+        self._records_url = self.endpoint + RECORDS_PATH
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._jitter = jitter
+        self._http = httpx.Client(
+            verify=_tls_context(ca_file, client_cert),
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            proxy=proxy,
+            trust_env=False,
+            follow_redirects=False,
+            headers={"User-Agent": f"obdtool/{tool_version}", "Accept": "application/json"},
+        )
+
+    def __repr__(self) -> str:
+        return f"UploadClient(endpoint={self.endpoint!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections; safe to call twice."""
+        self._http.close()
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Wait before retry number ``attempt`` (1-based), with this client's settings and jitter source."""
+        return backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_cap, draw=self._jitter())
+
+    def send(self, record: Mapping[str, Any]) -> Receipt:
+        """POST one record; retry transient failures; return the endpoint's receipt.
+
+        A 200 answer means the endpoint already had this record id and returns the first receipt again, so
+        sending a record whose previous answer was lost is always safe.
+
+        :raises RecordInvalidError: the record has no usable ``record_id``.
+        :raises TlsError: the server's certificate does not verify (never retried).
+        :raises UploadAuthError: 401/403; the token is wrong or lacks permission.
+        :raises UploadRejectedError: another 4xx; the server's message is included.
+        :raises UploadRetryableError: timeouts, lost connections, 429 or 5xx outlasted every attempt.
+        :raises UploadError: the server answered something outside the contract (e.g. a redirect).
+        """
+        record_id = record.get("record_id")
+        if not isinstance(record_id, str) or not record_id:
+            raise RecordInvalidError("$.record_id", "a record needs a record_id to be uploaded")
+        try:
+            body = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise RecordInvalidError("$", f"the record cannot be written as JSON ({exc})") from exc
+        headers = {
+            "Authorization": f"Bearer {self._token.reveal()}",
+            "Idempotency-Key": record_id,
+            "Content-Type": "application/json",
+        }
+        failure = ""
+        status: int | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            wait: float | None = None
+            try:
+                response = self._http.post(self._records_url, content=body, headers=headers)
+            except httpx.TransportError as exc:
+                tls_failure = _find_tls_failure(exc)
+                if tls_failure is not None:
+                    raise TlsError(
+                        f"The secure connection to {self.endpoint} failed ({_reason(tls_failure)}); nothing "
+                        f"was sent. Check the endpoint address and its CA certificate."
+                    ) from exc
+                if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError):
+                    raise UploadError(f"The request to {self.endpoint} could not be made ({exc}).") from exc
+                failure, status = _transport_failure(exc, self._timeout), None
+            else:
+                status = response.status_code
+                outcome = self._interpret(response, record_id)
+                if isinstance(outcome, Receipt):
+                    logger.info(
+                        "Record %s delivered (HTTP %d, receipt %s)", record_id, status, outcome.receipt_id
+                    )
+                    return outcome
+                failure, wait = outcome
+            if attempt == self._max_attempts:
+                break
+            delay = self.backoff_delay(attempt) if wait is None else min(wait, self._backoff_cap)
+            logger.info(
+                "Delivery of record %s failed (%s); attempt %d of %d, next in %.2f s",
+                record_id,
+                failure,
+                attempt,
+                self._max_attempts,
+                delay,
+            )
+            self._sleep(delay)
+        raise UploadRetryableError(
+            f"Record {record_id} could not be delivered after {self._max_attempts} attempts: {failure}. "
+            f"It stays in the outbox for the next upload.",
+            attempts=self._max_attempts,
+            status=status,
+        )
+
+    def _interpret(self, response: httpx.Response, record_id: str) -> Receipt | tuple[str, float | None]:
+        """A receipt, or (why it failed, server-requested wait) for a retryable answer; raises otherwise."""
+        status = response.status_code
+        if status in {200, 201}:
+            receipt = _parse_receipt(response, duplicate=status == 200)
+            if receipt is None:
+                return f"the server's confirmation (HTTP {status}) could not be read", None
+            return receipt
+        if status in {401, 403}:
+            what = "refused the API token" if status == 401 else "does not allow this API token to upload"
+            raise UploadAuthError(
+                f"The endpoint {what} (HTTP {status}): {self._server_message(response)}. "
+                f"Store a valid token and upload again.",
+                status=status,
+            )
+        if status in _RETRY_STATUSES or 500 <= status <= 599:
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            return f"the server answered HTTP {status} ({self._server_message(response)})", wait
+        if 400 <= status <= 499:
+            message = self._server_message(response)
+            raise UploadRejectedError(
+                f"The endpoint rejected record {record_id} (HTTP {status}): {message}.",
+                status=status,
+                server_message=message,
+            )
+        raise UploadError(
+            f"The endpoint answered HTTP {status}, which the upload contract does not allow; check the "
+            f"endpoint address."
+        )
+
+    def _server_message(self, response: httpx.Response) -> str:
+        """The server's ``message`` field (or body text), one line, truncated, with the token masked."""
+        text = ""
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            data = response.json()
+            if isinstance(data, dict) and isinstance(data.get("message"), str):
+                text = data["message"]
+        if not text:
+            with contextlib.suppress(UnicodeDecodeError):
+                text = response.text
+        text = " ".join(text.split()).replace(self._token.reveal(), "<hidden>")
+        if len(text) > _MAX_SERVER_MESSAGE:
+            text = text[: _MAX_SERVER_MESSAGE - 3] + "..."
+        return text.rstrip(".") or response.reason_phrase or "no explanation given"
+
+
+def _parse_receipt(response: httpx.Response, *, duplicate: bool) -> Receipt | None:
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    receipt_id, received_at = data.get("receipt_id"), data.get("received_at")
+    if not isinstance(receipt_id, str) or not receipt_id or not isinstance(received_at, str):
+        return None
+    return Receipt(receipt_id=receipt_id, received_at=received_at, duplicate=duplicate)
+
+
+# -- delivery loop -------------------------------------------------------------------------------------------
+
+_Outcome = Receipt | UploadError
+
+
+def _send_batch(
+    sender: RecordSender, entries: Sequence[OutboxEntry]
+) -> Iterator[tuple[OutboxEntry, _Outcome]]:
+    """Deliver one batch and yield one outcome per record, in order.
+
+    Today's wire format is one POST per record (batches of ``_BATCH_SIZE`` = 1). A batch endpoint would raise
+    the batch size and replace only this function with one request per batch.
+    """
+    for entry in entries:
+        try:
+            yield entry, sender.send(entry.body)
+        except UploadError as exc:
+            yield entry, exc
+
+
+def _still_pending(outbox: Outbox, ids: Sequence[str]) -> list[OutboxEntry]:
+    """Re-read records right before sending: one delivered (or erased) meanwhile by another run is skipped."""
+    entries = []
+    for record_id in ids:
+        try:
+            entry = outbox.get(record_id)
+        except RecordNotFoundError:
+            continue
+        if entry.state == PENDING:
+            entries.append(entry)
+    return entries
+
+
+@dataclass
+class _Tally:
+    sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: int = 0
+    done: int = 0
+    stopped_by: UploadError | None = None
+
+
+def _record_outcome(outbox: Outbox, entry: OutboxEntry, outcome: _Outcome, tally: _Tally) -> None:
+    """Write one delivery outcome to the outbox; an error that is not about this record stops the run."""
+    if isinstance(outcome, Receipt):
+        outbox.mark_sent(entry.record_id, outcome.as_dict())
+        tally.sent += 1
+        tally.duplicates += int(outcome.duplicate)
+    elif isinstance(outcome, UploadRejectedError | RecordInvalidError):
+        outbox.mark_rejected(entry.record_id, str(outcome))
+        tally.rejected += 1
+    else:
+        outbox.note_attempt(entry.record_id, str(outcome))
+        tally.failed += 1
+        tally.stopped_by = outcome
+    tally.done += 1
+
+
+def deliver_pending(
+    outbox: Outbox,
+    client: RecordSender,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    limit: int | None = None,
+) -> DeliveryReport:
+    """Send pending records oldest first and record every outcome in the outbox.
+
+    A receipt marks the record sent; a refusal (4xx) marks it rejected with the server's message and the run
+    goes on. An auth or TLS error, or a network failure that outlasted the retries, notes the attempt, leaves
+    the record pending and ends the run: the next records would fail the same way. An outbox write error
+    propagates; the record then stays pending and its next upload is answered as a duplicate.
+
+    :param progress: called as ``progress(done, total)`` before the first and after every record.
+    :param limit: send at most this many records.
+    :returns: the counts, and the error that stopped the run early if any.
+    """
+    queue = outbox.pending_ids(limit)
+    total = len(queue)
+    tally = _Tally()
+    if progress is not None:
+        progress(0, total)
+    for start in range(0, total, _BATCH_SIZE):
+        batch = queue[start : start + _BATCH_SIZE]
+        entries = _still_pending(outbox, batch)
+        if len(entries) < len(batch):  # delivered or erased since the queue was read
+            tally.done += len(batch) - len(entries)
+            if progress is not None:
+                progress(tally.done, total)
+        for entry, outcome in _send_batch(client, entries):
+            _record_outcome(outbox, entry, outcome, tally)
+            if progress is not None:
+                progress(tally.done, total)
+            if tally.stopped_by is not None:
+                break
+        if tally.stopped_by is not None:
+            logger.warning("Upload stopped: %s", tally.stopped_by)
+            break
+    report = DeliveryReport(
+        sent=tally.sent,
+        duplicates=tally.duplicates,
+        rejected=tally.rejected,
+        failed=tally.failed,
+        remaining=outbox.count(PENDING),
+        stopped_by=tally.stopped_by,
+    )
+    logger.info(
+        "Upload finished: %d sent (%d already at the endpoint), %d rejected, %d failed, %d pending",
+        report.sent,
+        report.duplicates,
+        report.rejected,
+        report.failed,
+        report.remaining,
+    )
+    return report
