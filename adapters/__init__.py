@@ -51,11 +51,7 @@ def open_adapter(spec: str) -> Adapter:
         from adapters.can_isotp import open_can
 
         return open_can(spec)
-    if head.startswith("replay:"):
-        from adapters.replay import ReplayAdapter
-
-        return ReplayAdapter(head[7:], **options)
-    if head.startswith(("tcp://", "serial://", "/dev/", "COM", "socket://")) or head.startswith("loop://"):
+    if head.startswith(("tcp://", "serial://", "/dev/", "COM")):
         from adapters.elm327 import open_elm327
         from adapters.memory import default_protocol_memory
 

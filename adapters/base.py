@@ -112,7 +112,11 @@ class Adapter(ABC):
         """
 
     def __enter__(self) -> Self:
-        self.open()
+        try:
+            self.open()
+        except BaseException:
+            self.close()  # a half-open adapter (a started simulator, an open port) is released
+            raise
         return self
 
     def __exit__(

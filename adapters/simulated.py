@@ -68,7 +68,8 @@ def _faults(options: dict[str, str]) -> EmulatorFaults:
     for name, value in options.items():
         if name not in known:
             raise AdapterSpecError(
-                f"unknown sim option {name!r} (known: engine, link, realtime, baud, ecu_ms, {', '.join(known)})"
+                f"unknown sim option {name!r}"
+                f" (known: engine, link, realtime, baud, ecu_ms, {', '.join(known)})"
             )
         if name.endswith("_after"):
             number = _number(name, value)
@@ -126,12 +127,12 @@ class SimulatedElmAdapter(Adapter):
         if self._link_kind == "tcp":
             tcp = TcpServer(self.emulator)
             tcp.start()
-            self._server, where = tcp, tcp.url
+            self._server = tcp
             factory = TcpLink(tcp.host, tcp.port).open
         else:
             pty = PtyServer(self.emulator)
             pty.start()
-            self._server, where = pty, pty.path
+            self._server = pty
             factory = SerialLink(pty.path).open
         assert callable(factory)
         inner = Elm327Adapter(factory, default_timeout=2.0, link_margin=1.0)

@@ -54,7 +54,7 @@ def engine_rpm(adapter: Adapter) -> float | None:
     for reply in adapter.request(b"\x01\x0c"):
         try:
             value = pids.split_multi_pid(reply.data).get(0x0C)
-        except Exception:  # noqa: BLE001 - any undecodable answer means "unknown", not "stopped"
+        except Exception:
             continue
         if value is not None:
             rpm = pids.decode_pid(0x0C, value)

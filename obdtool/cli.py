@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from adapters.base import Adapter
     from obdtool.config import Config
     from obdtool.model import ScanResult
-    from upload.outbox import Outbox
+    from upload.outbox import Outbox, RecordState
 
 EXIT_OK, EXIT_FAULTS, EXIT_USAGE, EXIT_ADAPTER, EXIT_UPLOAD, EXIT_DATA, EXIT_CLEAR = 0, 1, 2, 3, 4, 5, 6
 EXIT_INTERRUPTED = 130
@@ -105,7 +105,9 @@ def _config() -> Config:
 def _adapter_spec(given: str | None, config: Config) -> str:
     spec = given or config.adapter
     if not spec:
-        raise click.UsageError("no adapter given: use --adapter (e.g. /dev/ttyUSB0, tcp://192.168.0.10:35000, sim:petrol)")
+        raise click.UsageError(
+            "no adapter given: use --adapter (e.g. /dev/ttyUSB0, tcp://192.168.0.10:35000, sim:petrol)"
+        )
     return spec
 
 
@@ -117,7 +119,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
     from obdtool.render import console
 
     with console(stderr=True).status("Starting") as status:
-        yield lambda msg: status.update(msg)
+        yield status.update
 
 
 def _open_adapter(spec: str) -> Adapter:
@@ -143,15 +145,24 @@ def _scan_exit(result: ScanResult) -> int:
 
 
 adapter_option = click.option(
-    "--adapter", "-a", "adapter_spec", metavar="SPEC",
-    help="Serial port (/dev/ttyUSB0, COM3), tcp://host:port, can:IFACE:CHANNEL, sim:SCENARIO or simcan:SCENARIO.",
+    "--adapter",
+    "-a",
+    "adapter_spec",
+    metavar="SPEC",
+    help="Serial port (/dev/ttyUSB0, COM3), tcp://host:port, can:IFACE:CHANNEL, sim:SCENARIO or"
+    " simcan:SCENARIO.",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document instead of tables."
+)
 obfcm_option = click.option(
-    "--obfcm", type=click.Choice(["accepted", "refused"]),
+    "--obfcm",
+    type=click.Choice(["accepted", "refused"]),
     help="The vehicle owner's decision on OBFCM collection and transfer (asked interactively when omitted).",
 )
-uds_option = click.option("--uds/--no-uds", default=None, help="Read UDS identification and fault memory (CAN; default on for CAN).")
+uds_option = click.option(
+    "--uds/--no-uds", default=None, help="Read UDS identification and fault memory (CAN; default on for CAN)."
+)
 
 
 def _consent(flag: str | None, *, required: bool) -> Any:
@@ -213,8 +224,12 @@ def scan(adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool |
 @json_option
 @obfcm_option
 @uds_option
-@click.option("--no-upload", is_flag=True, help="Keep this visit's record local: the owner objects to any transfer.")
-def check(adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool | None, no_upload: bool) -> None:
+@click.option(
+    "--no-upload", is_flag=True, help="Keep this visit's record local: the owner objects to any transfer."
+)
+def check(
+    adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool | None, no_upload: bool
+) -> None:
     """The whole pre-service job: refusal question, read-out, record, outbox, upload."""
     from obdtool.visit import run_visit
 
@@ -225,12 +240,23 @@ def check(adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool 
     outbox = _outbox()
     with outbox, _progress(not as_json) as say, _open_adapter(spec) as adapter:
         outcome = run_visit(
-            adapter, options, config=config, outbox=outbox, hold=no_upload,
-            upload=None if no_upload else lambda: _upload_all(outbox, config, quiet=True), progress=say,
+            adapter,
+            options,
+            config=config,
+            outbox=outbox,
+            hold=no_upload,
+            upload=None if no_upload else lambda: _upload_all(outbox, config, quiet=True),
+            progress=say,
         )
     if as_json:
-        _print_json({"record_id": outcome.record_id, "held": outcome.held,
-                     "upload": _summary_json(outcome.upload), "record": outcome.record})
+        _print_json(
+            {
+                "record_id": outcome.record_id,
+                "held": outcome.held,
+                "upload": _summary_json(outcome.upload),
+                "record": outcome.record,
+            }
+        )
     else:
         from obdtool.render import console, render_scan
 
@@ -242,15 +268,24 @@ def check(adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool 
         elif outcome.upload.sent or outcome.upload.duplicates:
             out.print("[green]Sent to the manufacturer.[/]")
         elif outcome.upload.error:
-            out.print(f"[yellow]Not sent yet: {outcome.upload.error}. It waits in the outbox; run 'obdtool upload'.[/]")
+            out.print(
+                f"[yellow]Not sent yet: {outcome.upload.error}."
+                " It waits in the outbox; run 'obdtool upload'.[/]"
+            )
     if outcome.result.error:
         _fail(f"{outcome.result.error} (the partial record was saved)", EXIT_ADAPTER)
     sys.exit(_scan_exit(outcome.result))
 
 
 def _summary_json(summary: Any) -> dict[str, Any]:
-    return {"attempted": summary.attempted, "sent": summary.sent, "duplicates": summary.duplicates,
-            "rejected": summary.rejected, "remaining": summary.remaining, "error": summary.error}
+    return {
+        "attempted": summary.attempted,
+        "sent": summary.sent,
+        "duplicates": summary.duplicates,
+        "rejected": summary.rejected,
+        "remaining": summary.remaining,
+        "error": summary.error,
+    }
 
 
 def _upload_client(config: Config) -> Any:
@@ -293,7 +328,9 @@ def _upload_all(outbox: Outbox, config: Config, *, quiet: bool) -> Any:
 
     with Progress(transient=True, console=None) as bar:
         task = bar.add_task("Uploading", total=None)
-        return upload_pending(outbox, factory, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        return upload_pending(
+            outbox, factory, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
 
 
 def _client_factory(config: Config) -> Callable[[], Any]:
@@ -307,8 +344,10 @@ def upload() -> None:
     config = _config()
     with _outbox() as outbox:
         summary = _upload_all(outbox, config, quiet=False)
-    click.echo(f"sent {summary.sent}, already there {summary.duplicates}, rejected {summary.rejected}, "
-               f"still pending {summary.remaining}")
+    click.echo(
+        f"sent {summary.sent}, already there {summary.duplicates}, rejected {summary.rejected}, "
+        f"still pending {summary.remaining}"
+    )
     if summary.error:
         _fail(f"{summary.error} (records stay in the outbox)", EXIT_UPLOAD)
 
@@ -318,13 +357,16 @@ def upload() -> None:
 
 @main.command()
 @adapter_option
-@click.option("--ecu", "ecus", multiple=True, metavar="ADDR", help="Clear only this ECU (e.g. 7E8); repeatable.")
+@click.option(
+    "--ecu", "ecus", multiple=True, metavar="ADDR", help="Clear only this ECU (e.g. 7E8); repeatable."
+)
 @click.option("--yes", is_flag=True, help="Confirm without asking (required when not interactive).")
 @click.option("--force", is_flag=True, help="Clear even with the engine running.")
 @uds_option
 @json_option
-def clear(adapter_spec: str | None, ecus: tuple[str, ...], yes: bool, force: bool, uds: bool | None,
-          as_json: bool) -> None:
+def clear(
+    adapter_spec: str | None, ecus: tuple[str, ...], yes: bool, force: bool, uds: bool | None, as_json: bool
+) -> None:
     """Clear fault memory, deliberately: snapshot, confirmation, re-read, audit record."""
     from obdtool.clear import ClearPlan, run_clear
     from obdtool.errors import UsageError
@@ -339,7 +381,11 @@ def clear(adapter_spec: str | None, ecus: tuple[str, ...], yes: bool, force: boo
         from obdtool.errors import ConfigError
 
         raise ConfigError("no workshop id configured: run 'obdtool config set workshop_id <id>'")
-    plan = ClearPlan(ecus=[e.upper() for e in ecus], force=force, uds=spec.startswith(("can:", "simcan:")) if uds is None else uds)
+    plan = ClearPlan(
+        ecus=[e.upper() for e in ecus],
+        force=force,
+        uds=spec.startswith(("can:", "simcan:")) if uds is None else uds,
+    )
     outbox = _outbox()
     saved: dict[str, str] = {}
 
@@ -350,25 +396,49 @@ def clear(adapter_spec: str | None, ecus: tuple[str, ...], yes: bool, force: boo
 
         render_scan(console(), before)
         targets = ", ".join(plan.ecus) or "every ECU"
-        answer = click.prompt(f"Erase the fault memory of {targets}? This cannot be undone. Type 'yes' to clear",
-                              default="", show_default=False)
+        answer = click.prompt(
+            f"Erase the fault memory of {targets}? This cannot be undone. Type 'yes' to clear",
+            default="",
+            show_default=False,
+        )
         return answer.strip().lower() == "yes"
 
     def save_before(before: ScanResult) -> None:
-        record = build_clear_record(before, None, workshop_id=config.workshop_id or "", requested_ecus=plan.ecus,
-                                    outcome="failed", refusals=[], notes=["clear sent; outcome not yet known"])
+        record = build_clear_record(
+            before,
+            None,
+            workshop_id=config.workshop_id or "",
+            requested_ecus=plan.ecus,
+            outcome="failed",
+            refusals=[],
+            notes=["clear sent; outcome not yet known"],
+        )
         saved["id"] = outbox.add(record, hold=before.vin is None)
 
     with outbox, _progress(not as_json) as say, _open_adapter(spec) as adapter:
         outcome = run_clear(adapter, plan, confirm=confirm, save_before=save_before, progress=say)
-        record = build_clear_record(outcome.before, outcome.after, workshop_id=config.workshop_id,
-                                    requested_ecus=plan.ecus, outcome=outcome.outcome, refusals=outcome.refusals,
-                                    notes=outcome.notes)
+        record = build_clear_record(
+            outcome.before,
+            outcome.after,
+            workshop_id=config.workshop_id,
+            requested_ecus=plan.ecus,
+            outcome=outcome.outcome,
+            refusals=outcome.refusals,
+            notes=outcome.notes,
+        )
         record["record_id"] = saved["id"]
         outbox.replace_unsent(saved["id"], record)
     if as_json:
-        _print_json({"record_id": saved["id"], "outcome": outcome.outcome, "cleared": outcome.cleared,
-                     "remaining": outcome.remaining, "refusals": outcome.refusals, "notes": outcome.notes})
+        _print_json(
+            {
+                "record_id": saved["id"],
+                "outcome": outcome.outcome,
+                "cleared": outcome.cleared,
+                "remaining": outcome.remaining,
+                "refusals": outcome.refusals,
+                "notes": outcome.notes,
+            }
+        )
     else:
         from obdtool.render import console, render_clear
 
@@ -385,21 +455,35 @@ def clear(adapter_spec: str | None, ecus: tuple[str, ...], yes: bool, force: boo
 
 @main.command()
 @click.argument("scenario")
-@click.option("--tcp-port", type=int, default=35000, show_default=True, help="Loopback TCP port (0 = any free).")
+@click.option(
+    "--tcp-port", type=int, default=35000, show_default=True, help="Loopback TCP port (0 = any free)."
+)
 @click.option("--no-tcp", is_flag=True, help="Serve only the pseudo-terminal.")
 @click.option("--no-pty", is_flag=True, help="Serve only TCP.")
-@click.option("--realtime/--instant", default=True, show_default=True,
-              help="Pace bytes at the adapter baud rate and add ECU response times.")
+@click.option(
+    "--realtime/--instant",
+    default=True,
+    show_default=True,
+    help="Pace bytes at the adapter baud rate and add ECU response times.",
+)
 def sim(scenario: str, tcp_port: int, no_tcp: bool, no_pty: bool, realtime: bool) -> None:
     """Run a virtual car behind an ELM327 on a pseudo-terminal and a loopback TCP port (Ctrl-C stops)."""
     from adapters.sim.elm327 import TimingModel
     from adapters.sim.server import serve
 
     timing = TimingModel(enabled=True) if realtime else None
-    click.echo(f"Simulating {scenario}; connect with --adapter <path> or --adapter tcp://127.0.0.1:<port>. Ctrl-C stops.")
+    click.echo(
+        f"Simulating {scenario}; connect with --adapter <pty path> or --adapter tcp://127.0.0.1:<port>."
+        " Ctrl-C stops."
+    )
     try:
-        serve(scenario, pty=not no_pty, tcp_port=None if no_tcp else tcp_port, timing=timing,
-              on_ready=lambda line: click.echo(line))
+        serve(
+            scenario,
+            pty=not no_pty,
+            tcp_port=None if no_tcp else tcp_port,
+            timing=timing,
+            on_ready=click.echo,
+        )
     except KeyboardInterrupt:
         click.echo("stopped")
 
@@ -410,8 +494,12 @@ def sim(scenario: str, tcp_port: int, no_tcp: bool, no_pty: bool, realtime: bool
 @click.option("--store", type=click.Path(path_type=Path), default=Path("receiver-store"), show_default=True)
 @click.option("--certfile", type=click.Path(exists=True, path_type=Path), help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(exists=True, path_type=Path), help="TLS key (PEM).")
-@click.option("--fail", metavar="FAULTS", help="Misbehave for tests, e.g. 'fail=2,throttle=1,retry-after=0.5,reset=1'.")
-def receiver(host: str, port: int, store: Path, certfile: Path | None, keyfile: Path | None, fail: str | None) -> None:
+@click.option(
+    "--fail", metavar="FAULTS", help="Misbehave for tests, e.g. 'fail=2,throttle=1,retry-after=0.5,reset=1'."
+)
+def receiver(
+    host: str, port: int, store: Path, certfile: Path | None, keyfile: Path | None, fail: str | None
+) -> None:
     """Run the reference receiver (the manufacturer endpoint contract) in the foreground.
 
     The token clients must present is read from standard input (one line) or OBDTOOL_RECEIVER_TOKEN.
@@ -420,14 +508,24 @@ def receiver(host: str, port: int, store: Path, certfile: Path | None, keyfile: 
 
     from upload.receiver import parse_faults, serve_forever
 
-    token = os.environ.get("OBDTOOL_RECEIVER_TOKEN") or (sys.stdin.readline().strip() if not sys.stdin.isatty()
-                                                          else click.prompt("Token clients must send", hide_input=True))
+    token = os.environ.get("OBDTOOL_RECEIVER_TOKEN") or (
+        sys.stdin.readline().strip()
+        if not sys.stdin.isatty()
+        else click.prompt("Token clients must send", hide_input=True)
+    )
     if not token:
         raise click.UsageError("the receiver needs a token")
     scheme = "https" if certfile else "http"
     click.echo(f"receiving at {scheme}://{host}:{port}/v1/records (Ctrl-C stops)")
-    serve_forever(store, token, host=host, port=port, certfile=certfile, keyfile=keyfile,
-                  faults=parse_faults(fail) if fail else None)
+    serve_forever(
+        store,
+        token,
+        host=host,
+        port=port,
+        certfile=certfile,
+        keyfile=keyfile,
+        faults=parse_faults(fail) if fail else None,
+    )
 
 
 # -- outbox, auth, config -----------------------------------------------------------------------
@@ -445,7 +543,7 @@ def outbox() -> None:
 def outbox_list(state: str | None, vin: str | None, as_json: bool) -> None:
     """List records: time, kind (visit/clear), VIN, state; clear events are the audit trail."""
     with _outbox() as box:
-        entries = list(box.iter_entries(state=state, vin=vin))
+        entries = list(box.iter_entries(state=cast("RecordState | None", state), vin=vin))
         if as_json:
             _print_json([_entry_json(e) for e in entries])
             return
@@ -468,8 +566,17 @@ def outbox_list(state: str | None, vin: str | None, as_json: bool) -> None:
 
 
 def _entry_json(e: Any) -> dict[str, Any]:
-    return {"record_id": e.record_id, "created_at": e.created_at, "kind": e.kind, "vin": e.vin, "state": e.state,
-            "attempts": e.attempts, "last_error": e.last_error, "receipt": e.receipt, "sent_at": e.sent_at}
+    return {
+        "record_id": e.record_id,
+        "created_at": e.created_at,
+        "kind": e.kind,
+        "vin": e.vin,
+        "state": e.state,
+        "attempts": e.attempts,
+        "last_error": e.last_error,
+        "receipt": e.receipt,
+        "sent_at": e.sent_at,
+    }
 
 
 @outbox.command("show")
@@ -491,7 +598,9 @@ def outbox_retry(record_id: str) -> None:
 
 
 @outbox.command("purge")
-@click.option("--older-than-days", type=int, help="Remove sent records older than this (default: retention_days).")
+@click.option(
+    "--older-than-days", type=int, help="Remove sent records older than this (default: retention_days)."
+)
 @click.option("--vin", help="Remove every record of this VIN (an erasure request); export them first.")
 @click.option("--yes", is_flag=True, help="Confirm a --vin purge without asking.")
 def outbox_purge(older_than_days: int | None, vin: str | None, yes: bool) -> None:
@@ -502,8 +611,12 @@ def outbox_purge(older_than_days: int | None, vin: str | None, yes: bool) -> Non
 
     with _outbox() as box:
         if vin:
-            if not yes and not (sys.stdin.isatty() and click.confirm(f"Delete every record of {vin}?", default=False)):
-                raise UsageError("purging a VIN needs --yes (export it first with 'obdtool outbox export --vin')")
+            if not yes and not (
+                sys.stdin.isatty() and click.confirm(f"Delete every record of {vin}?", default=False)
+            ):
+                raise UsageError(
+                    "purging a VIN needs --yes (export it first with 'obdtool outbox export --vin')"
+                )
             click.echo(f"removed {box.purge_vin(vin)} record(s) of {vin}")
             return
         days = older_than_days if older_than_days is not None else _config().retention_days
@@ -512,7 +625,9 @@ def outbox_purge(older_than_days: int | None, vin: str | None, yes: bool) -> Non
 
 @outbox.command("export")
 @click.option("--vin", required=True, help="Export every record of this VIN (an access request).")
-@click.option("--output", "-o", type=click.Path(path_type=Path), help="File to write (default: standard output).")
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path), help="File to write (default: standard output)."
+)
 def outbox_export(vin: str, output: Path | None) -> None:
     """Export every record of one VIN as JSON, for the owner's right of access."""
     with _outbox() as box:
@@ -544,10 +659,7 @@ def _token_store() -> Any:
 def auth_login() -> None:
     """Store the API token (prompted, or one line from standard input when piped)."""
     store = _token_store()
-    if sys.stdin.isatty():
-        token = click.prompt("API token", hide_input=True)
-    else:
-        token = sys.stdin.readline().strip()
+    token = click.prompt("API token", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().strip()
     if not token:
         raise click.UsageError("no token given")
     store.set(token)
@@ -595,8 +707,13 @@ def config_set(key: str, value: str) -> None:
 
 @main.command()
 @click.option("--scenario", default="petrol", show_default=True, help="Simulated car to check.")
-@click.option("--obfcm", type=click.Choice(["accepted", "refused"]), default="accepted", show_default=True,
-              help="The simulated owner's decision.")
+@click.option(
+    "--obfcm",
+    type=click.Choice(["accepted", "refused"]),
+    default="accepted",
+    show_default=True,
+    help="The simulated owner's decision.",
+)
 def demo(scenario: str, obfcm: str) -> None:
     """The whole job on the simulator: check a virtual car and upload to a receiver on loopback."""
     from obdtool.demo import run_demo

@@ -34,7 +34,12 @@ KEYS: dict[str, Key] = {
     for k in (
         Key("endpoint", str, "OBDTOOL_ENDPOINT", "manufacturer endpoint base URL (https://...)"),
         Key("workshop_id", str, "OBDTOOL_WORKSHOP_ID", "this workshop's id at the manufacturer"),
-        Key("adapter", str, "OBDTOOL_ADAPTER", "default adapter (/dev/ttyUSB0, tcp://host:port, can:..., sim:...)"),
+        Key(
+            "adapter",
+            str,
+            "OBDTOOL_ADAPTER",
+            "default adapter (/dev/ttyUSB0, tcp://host:port, can:..., sim:...)",
+        ),
         Key("ca_file", str, "OBDTOOL_CA_FILE", "extra CA bundle to trust for the endpoint"),
         Key("client_cert", str, "OBDTOOL_CLIENT_CERT", "client certificate (PEM) for mutual TLS"),
         Key("client_key", str, "OBDTOOL_CLIENT_KEY", "client key (PEM) for mutual TLS"),

@@ -43,13 +43,17 @@ def run_demo(scenario: str, obfcm: str) -> int:
                     ReadOptions(obfcm=from_flag(obfcm)),
                     config=config,
                     outbox=outbox,
-                    upload=lambda: upload_pending(outbox, lambda: UploadClient(receiver.url, token, tool_version=__version__)),
+                    upload=lambda: upload_pending(
+                        outbox, lambda: UploadClient(receiver.url, token, tool_version=__version__)
+                    ),
                 )
             render_scan(out, outcome.result)
             if outcome.upload.error:
                 out.print(f"[red]upload failed: {outcome.upload.error}[/]")
                 return 4
             received = receiver.received(outcome.record_id)
-            out.print(f"\n[bold]The receiver holds record {outcome.record_id}[/] ({receiver.post_count} POST):")
+            out.print(
+                f"\n[bold]The receiver holds record {outcome.record_id}[/] ({receiver.post_count} POST):"
+            )
             out.print_json(json.dumps(received))
     return 3 if outcome.result.error else 0

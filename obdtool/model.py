@@ -84,7 +84,7 @@ class ObfcmEcuData:
     """OBFCM values from one ECU; ``raw`` keeps payloads whose layout is not verified."""
 
     address: str
-    itid17: dict[str, float | None | str] | None = None
+    itid17: dict[str, float | str | None] | None = None
     raw: list[dict[str, str | bool]] = field(default_factory=list)
 
 

@@ -152,7 +152,9 @@ class _Session:
                     )
                 continue
             try:
-                out[address] = messages[0] if len(messages) == 1 else common.join_legacy(messages)
+                out[address] = (
+                    messages[0] if len(messages) == 1 and self.is_can else common.join_legacy(messages)
+                )
             except DecodeError as exc:
                 self.result.ecu(address).errors.append(f"service {service:02X}: {exc}")
         return out
@@ -217,7 +219,9 @@ class _Session:
                 continue
             base = 0x20
             while base in self.result.ecu(address).supported_pids and base <= 0xC0:
-                got = self.ask(bytes([0x01, base]), ecu=address if self.is_can else None, expect=self.single_frame(6))
+                got = self.ask(
+                    bytes([0x01, base]), ecu=address if self.is_can else None, expect=self.single_frame(6)
+                )
                 if address not in got:
                     break
                 self.decode_into(address, "supported PIDs", self._bitmaps, address, got[address])
@@ -253,7 +257,9 @@ class _Session:
             return
         address, vin = next(iter(vins.items()))
         if len(set(vins.values())) > 1:
-            self.result.warnings.append(f"ECUs report different VINs: {', '.join(sorted(set(vins.values())))}")
+            self.result.warnings.append(
+                f"ECUs report different VINs: {', '.join(sorted(set(vins.values())))}"
+            )
         check = infotypes.check_vin(vin)
         self.result.vin_source = f"09 02 from {address}"
         if check.valid:
@@ -280,9 +286,7 @@ class _Session:
 
     def read_counters(self) -> None:
         """01 01 (MIL), distance/time counters and the odometer, batched per the ECUs' bitmaps."""
-        wanted = {
-            a: [p for p in COUNTER_PIDS if p in e.supported_pids] for a, e in self.result.ecus.items()
-        }
+        wanted = {a: [p for p in COUNTER_PIDS if p in e.supported_pids] for a, e in self.result.ecus.items()}
         union = sorted({p for ps in wanted.values() for p in ps}, key=COUNTER_PIDS.index)
         if not union:
             return
@@ -296,7 +300,9 @@ class _Session:
                 if pid in got.get(address, set()):
                     continue
                 size = 2 + pids.PID_LENGTHS.get(pid, 4)
-                answer = self.ask(bytes([0x01, pid]), ecu=address if self.is_can else None, expect=self.single_frame(size))
+                answer = self.ask(
+                    bytes([0x01, pid]), ecu=address if self.is_can else None, expect=self.single_frame(size)
+                )
                 if address in answer:
                     self.decode_into(address, f"PID {pid:02X}", self._readings, address, answer[address])
 
@@ -316,7 +322,11 @@ class _Session:
             seen.add(pid)
             value = pids.decode_pid(pid, payload)
             if pid == 0x01 and isinstance(value, pids.MonitorStatus):
-                report.mil_on, report.dtc_count, report.ignition = value.mil_on, value.dtc_count, value.ignition
+                report.mil_on, report.dtc_count, report.ignition = (
+                    value.mil_on,
+                    value.dtc_count,
+                    value.ignition,
+                )
             elif pid in _READING_NAMES and isinstance(value, int | float | str):
                 report.readings[_READING_NAMES[pid]] = value
         return seen
@@ -439,7 +449,9 @@ class _Session:
         collected = [e for e in per_ecu.values() if e.itid17 is not None or e.raw]
         if not collected:
             result.obfcm = ObfcmResult(
-                "not_possible", decided_at=consent.decided_at, reason="ECUs announced OBFCM but did not answer"
+                "not_possible",
+                decided_at=consent.decided_at,
+                reason="ECUs announced OBFCM but did not answer",
             )
             return
         result.obfcm = ObfcmResult("collected", decided_at=consent.decided_at, ecus=collected)
@@ -474,15 +486,26 @@ def plausibility_warnings(result: ScanResult) -> list[str]:
         v = entry.itid17
         if v is None:
             continue
-        rd, ld, rf, lf = (v.get(k) for k in ("recent_distance_km", "lifetime_distance_km", "recent_fuel_l", "lifetime_fuel_l"))
+        rd, ld, rf, lf = (
+            v.get(k)
+            for k in ("recent_distance_km", "lifetime_distance_km", "recent_fuel_l", "lifetime_fuel_l")
+        )
         if isinstance(rd, float) and isinstance(ld, float) and ld < rd:
-            warnings.append(f"OBFCM {entry.address}: lifetime distance {ld} km is below recent distance {rd} km")
+            warnings.append(
+                f"OBFCM {entry.address}: lifetime distance {ld} km is below recent distance {rd} km"
+            )
         if isinstance(rf, float) and isinstance(lf, float) and lf < rf:
             warnings.append(f"OBFCM {entry.address}: lifetime fuel {lf} l is below recent fuel {rf} l")
-        if isinstance(ld, float) and result.mileage is not None and result.mileage.source.startswith("odometer"):
+        if (
+            isinstance(ld, float)
+            and result.mileage is not None
+            and result.mileage.source.startswith("odometer")
+        ):
             odo = result.mileage.km
             if ld > odo + max(50.0, odo * 0.01):
-                warnings.append(f"OBFCM {entry.address}: lifetime distance {ld} km exceeds the odometer {odo} km")
+                warnings.append(
+                    f"OBFCM {entry.address}: lifetime distance {ld} km exceeds the odometer {odo} km"
+                )
             elif ld < odo * 0.9:
                 warnings.append(
                     f"OBFCM {entry.address}: lifetime distance {ld} km is well below the odometer {odo} km"
@@ -491,7 +514,9 @@ def plausibility_warnings(result: ScanResult) -> list[str]:
         if isinstance(ld, float) and isinstance(lf, float) and ld >= 100:
             per100 = lf / ld * 100
             if not 1.0 <= per100 <= 30.0:
-                warnings.append(f"OBFCM {entry.address}: {per100:.1f} l/100 km over the lifetime is implausible")
+                warnings.append(
+                    f"OBFCM {entry.address}: {per100:.1f} l/100 km over the lifetime is implausible"
+                )
     return warnings
 
 

@@ -65,7 +65,11 @@ def _obfcm_to_json(obfcm: ObfcmResult | None) -> dict[str, Any]:
         "decided_at": timestamp(obfcm.decided_at) if obfcm.decided_at else None,
         "reason": obfcm.reason,
         "ecus": [
-            {"address": e.address, "itid17": dict(e.itid17) if e.itid17 else None, "raw": [dict(r) for r in e.raw]}
+            {
+                "address": e.address,
+                "itid17": dict(e.itid17) if e.itid17 else None,
+                "raw": [dict(r) for r in e.raw],
+            }
             for e in obfcm.ecus
         ],
     }

@@ -87,7 +87,9 @@ def _render_obfcm(out: Console, result: ScanResult) -> None:
     if obfcm is None:
         return
     if obfcm.state == "refused":
-        out.print(f"OBFCM: [bold]refused by the owner[/] at {obfcm.decided_at:%Y-%m-%d %H:%M UTC} -- nothing read")
+        out.print(
+            f"OBFCM: [bold]refused by the owner[/] at {obfcm.decided_at:%Y-%m-%d %H:%M UTC} -- nothing read"
+        )
         return
     if obfcm.state != "collected":
         out.print(f"OBFCM: not possible -- {obfcm.reason}")
@@ -102,7 +104,10 @@ def _render_obfcm(out: Console, result: ScanResult) -> None:
         raw = ", ".join(f"{r['itid']}: {r['raw_hex']}" for r in e.raw)
         table.add_row(
             e.address,
-            *(_fmt(v.get(k)) for k in ("recent_distance_km", "lifetime_distance_km", "recent_fuel_l", "lifetime_fuel_l")),
+            *(
+                _fmt(v.get(k))
+                for k in ("recent_distance_km", "lifetime_distance_km", "recent_fuel_l", "lifetime_fuel_l")
+            ),
             raw,
         )
     out.print(table)
@@ -112,8 +117,13 @@ def _fmt(value: object) -> str:
     return "n/a" if value is None else str(value)
 
 
-def render_clear(out: Console, cleared: dict[str, list[str]], remaining: dict[str, list[str]], notes: list[str],
-                 outcome: str) -> None:
+def render_clear(
+    out: Console,
+    cleared: dict[str, list[str]],
+    remaining: dict[str, list[str]],
+    notes: list[str],
+    outcome: str,
+) -> None:
     """What a clear erased and what is left, per ECU."""
     from rich.table import Table
 
@@ -121,7 +131,9 @@ def render_clear(out: Console, cleared: dict[str, list[str]], remaining: dict[st
     for col in ("ECU", "Cleared", "Still present"):
         table.add_column(col)
     for address in sorted(set(cleared) | set(remaining)):
-        table.add_row(address, "\n".join(cleared.get(address, [])) or "-", "\n".join(remaining.get(address, [])) or "-")
+        table.add_row(
+            address, "\n".join(cleared.get(address, [])) or "-", "\n".join(remaining.get(address, [])) or "-"
+        )
     out.print(table)
     for note in notes:
         out.print(f"[yellow]{note}[/]")

@@ -414,8 +414,15 @@ class Outbox:
             conn.execute(
                 "INSERT INTO records (record_id, vin, kind, created_at, state, body, attempts, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                (record_id, record["vehicle"]["vin"], record["kind"], record["created_at"],
-                 HELD if hold else PENDING, body, now),
+                (
+                    record_id,
+                    record["vehicle"]["vin"],
+                    record["kind"],
+                    record["created_at"],
+                    HELD if hold else PENDING,
+                    body,
+                    now,
+                ),
             )
         logger.info("Saved record %s in the outbox", record_id)
         return record_id
@@ -518,7 +525,9 @@ class Outbox:
             if state == SENT:
                 raise OutboxError(f"Record {record_id} was already delivered; it is not sent again.")
             if state == HELD:
-                raise OutboxError(f"Record {record_id} is kept local at the owner's request; it is never sent.")
+                raise OutboxError(
+                    f"Record {record_id} is kept local at the owner's request; it is never sent."
+                )
             conn.execute(
                 "UPDATE records SET state = 'pending', updated_at = ? WHERE record_id = ?",
                 (_timestamp(self._clock()), record_id),

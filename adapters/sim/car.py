@@ -203,9 +203,13 @@ class VirtualEcu:
             def u32(value: float | None, scale: float) -> bytes:
                 return b"\xff" * 4 if value is None else round(value * scale).to_bytes(4, "big")
 
-            out[0x17] = b"\x01" + u32(o.recent_distance_km, 10) + u32(o.lifetime_distance_km, 10) + u32(
-                o.recent_fuel_l, 100
-            ) + u32(o.lifetime_fuel_l, 100)
+            out[0x17] = (
+                b"\x01"
+                + u32(o.recent_distance_km, 10)
+                + u32(o.lifetime_distance_km, 10)
+                + u32(o.recent_fuel_l, 100)
+                + u32(o.lifetime_fuel_l, 100)
+            )
             for itid, raw in o.raw_infotypes.items():
                 out[itid] = raw
         return out

@@ -206,8 +206,14 @@ class _Reader:
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "text", int: "a whole number", float: "a number", bool: "true/false",
-             list: "a list", dict: "a table"}
+    names = {
+        str: "text",
+        int: "a whole number",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+        dict: "a table",
+    }
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
@@ -341,7 +347,9 @@ def parse_scenario(raw: dict[str, Any], *, path: Path | None = None) -> Scenario
         raise top.fail("ecus", "two ECUs share an address")
     for ecu in ecus:
         is29 = ecu.address.startswith("18DA")
-        if (protocol in {"7", "9"} and not is29) or (protocol in {"6", "8"} and not ecu.address.startswith("7E")):
+        if (protocol in {"7", "9"} and not is29) or (
+            protocol in {"6", "8"} and not ecu.address.startswith("7E")
+        ):
             raise top.fail("ecus", f"address {ecu.address} does not fit protocol {protocol}")
         if legacy and len(ecu.address) != 2:
             raise top.fail("ecus", f"address {ecu.address} does not fit K-line/J1850 protocol {protocol}")

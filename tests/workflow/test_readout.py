@@ -89,8 +89,12 @@ def test_obfcm_not_equipped_is_not_possible_with_reason() -> None:
 def test_implausible_obfcm_values_warn_but_are_kept() -> None:
     scenario = _minimal(
         values={"odometer_km": 20000},
-        obfcm={"recent_distance_km": 900.0, "lifetime_distance_km": 800.0, "recent_fuel_l": 50.0,
-               "lifetime_fuel_l": 3.0},
+        obfcm={
+            "recent_distance_km": 900.0,
+            "lifetime_distance_km": 800.0,
+            "recent_fuel_l": 50.0,
+            "lifetime_fuel_l": 3.0,
+        },
     )
     result = read_vehicle(DirectCarAdapter(_car(scenario)), ReadOptions(obfcm=ACCEPT))
     assert result.obfcm is not None and result.obfcm.state == "collected"
@@ -106,8 +110,14 @@ def test_implausible_obfcm_values_warn_but_are_kept() -> None:
 def test_phev_raw_infotypes_are_kept_unverified() -> None:
     scenario = _minimal(
         values={"odometer_km": 12000},
-        obfcm={"recent_distance_km": 500.0, "lifetime_distance_km": 11990.0, "recent_fuel_l": 10.0,
-               "lifetime_fuel_l": 250.0, "itid_1a": "01 00 00 10 00 00 00 20 00", "itid_1c": "01 00 00 03 E8"},
+        obfcm={
+            "recent_distance_km": 500.0,
+            "lifetime_distance_km": 11990.0,
+            "recent_fuel_l": 10.0,
+            "lifetime_fuel_l": 250.0,
+            "itid_1a": "01 00 00 10 00 00 00 20 00",
+            "itid_1c": "01 00 00 03 E8",
+        },
     )
     result = read_vehicle(DirectCarAdapter(_car(scenario)), ReadOptions(obfcm=ACCEPT))
     assert result.obfcm is not None
