@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adapters.base import Adapter
 from adapters.errors import AdapterError
@@ -79,7 +79,8 @@ def run_clear(
         technician did not confirm. Nothing was sent to clear in those cases.
     """
     say = progress or (lambda _m: None)
-    before = read_vehicle(adapter, CLEAR_READ, progress=say)
+    options = replace(CLEAR_READ, uds=plan.uds)
+    before = read_vehicle(adapter, options, progress=say)
     if before.error:
         raise WorkflowError(f"cannot clear: the read-out before the clear failed ({before.error})")
     unknown = [e for e in plan.ecus if e.upper() not in before.ecus]
@@ -105,16 +106,24 @@ def run_clear(
                 _note_reply(outcome, reply.ecu, reply.data, 0x04, answered)
             if plan.uds and adapter.info.is_can:
                 for address in [target] if target else list(before.ecus):
-                    assert address is not None
-                    for reply in adapter.request(b"\x14\xff\xff\xff", ecu=address):
-                        _note_reply(outcome, reply.ecu, reply.data, 0x14, answered)
+                    _clear_uds(adapter, address, outcome)
     except AdapterError as exc:
         outcome.notes.append(f"the link failed during the clear: {exc}")
     say("Reading fault memory again")
-    after = read_vehicle(adapter, CLEAR_READ, progress=say)
+    after = read_vehicle(adapter, options, progress=say)
     outcome.after = after
     _compare(outcome, [t for t in targets if t] or list(before.ecus))
     return outcome
+
+
+def _clear_uds(adapter: Adapter, address: str, outcome: ClearOutcome) -> None:
+    """UDS 14 FF FF FF to one ECU (busy answers are retried by the UDS layer)."""
+    from obdtool.uds import UdsError, clear_uds_dtcs
+
+    try:
+        clear_uds_dtcs(adapter, address)
+    except UdsError as exc:
+        outcome.refusals.append({"address": address, "nrc": exc.nrc, "message": str(exc)})
 
 
 def _note_reply(outcome: ClearOutcome, address: str, data: bytes, service: int, answered: set[str]) -> None:
