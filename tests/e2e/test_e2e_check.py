@@ -1,4 +1,4 @@
-"""``obdtool check``/``upload``/``auth``: consent first, record in the outbox, delivery over real TLS on loopback."""
+"""``obdtool check``, ``upload`` and ``auth``: consent first, record in the outbox, real TLS on loopback."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from obdtool.cli import main
 from upload.outbox import Outbox, default_outbox_path
 from upload.receiver import ReceiverServer
 
-TOKEN = "test-token-6f1d2c9a"  # noqa: S105 - a throw-away credential for the loopback receiver
+TOKEN = "test-token-6f1d2c9a"  # a throw-away credential for the loopback receiver
 OBFCM_ITIDS = (0x17, 0x1A, 0x1B, 0x1C)
 
 
