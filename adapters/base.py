@@ -103,8 +103,10 @@ class Adapter(ABC):
         :param data: the service bytes, e.g. ``b"\\x09\\x02"``.
         :param ecu: ``None`` for a functional request that every ECU may answer; otherwise the
             address an ECU answers from (``"7E8"``), and the request goes to that ECU alone.
-        :param expect: how many replies are expected in all (ECUs x frames); lets the adapter stop
-            listening as soon as they are in instead of waiting out its timeout. ``None`` = unknown.
+        :param expect: how many replies are expected in all; lets the adapter stop listening as soon
+            as they are in instead of waiting out its timeout. Pass it only when every reply fits one
+            CAN frame (7 data bytes): an ELM327 counts frames, and would cut a longer reply short.
+            ``None`` = unknown.
         :param timeout: the longest to wait for the first answer, in seconds; ``None`` = adapter default.
         :returns: every complete reply, in arrival order; empty when nobody answered (NO DATA).
             A "response pending" (``7F xx 78``) is not returned: the adapter keeps waiting instead.

@@ -272,7 +272,8 @@ class UdsSession:
             if attempt:
                 log.debug("%s busy, retry %d", self.address, attempt)
                 self._sleep(self.busy_delay)
-            replies = self.adapter.request(payload, ecu=self.address, expect=1)
+            # No ``expect``: a DID answer may span several frames, and an ELM327 counts frames.
+            replies = self.adapter.request(payload, ecu=self.address)
             self.last_request = self._clock()
             if not replies:
                 return None

@@ -186,3 +186,33 @@ def test_quirky_adapter_output_is_read_the_same() -> None:
         done = run_cli("scan", "--adapter", server.path, "--json")
     assert done.returncode == 1, done.stderr
     _expect_petrol(json.loads(done.stdout))
+
+
+def _uds_expectations(doc: dict[str, object]) -> None:
+    car = load_scenario("uds")
+    assert doc["vin"] == car.vin
+    ecus = {e["address"]: e for e in doc["ecus"]}  # type: ignore[attr-defined]
+    engine = ecus["7E8"]
+    ident = engine["software"]["uds_identification"]
+    for did, value in car.ecus[0].uds["dids"].items():
+        if did.startswith("F1") and not value.startswith("hex:"):
+            assert ident[did] == (car.vin if value == "@vin" else value)
+    uds = [(d["code"], d["uds_status"]) for d in engine["dtcs"] if d["kind"] == "uds"]
+    assert ("P0401-00", 0xA9) in uds
+    flags = next(d["uds_flags"] for d in engine["dtcs"] if d["code"] == "P0401-00")
+    assert "confirmedDTC" in flags and "warningIndicatorRequested" in flags
+    assert any("security access denied" in err for err in ecus["7E9"]["errors"])
+
+
+def test_scan_over_virtual_can_with_uds() -> None:
+    done = run_cli("scan", "--adapter", "simcan:uds", "--json")
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["adapter"]["kind"] == "simcan"
+    _uds_expectations(doc)
+
+
+def test_uds_through_an_elm327_with_physical_addressing() -> None:
+    done = run_cli("scan", "--adapter", "sim:uds", "--uds", "--json")
+    assert done.returncode == 1, done.stderr
+    _uds_expectations(json.loads(done.stdout))
