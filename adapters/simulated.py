@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from adapters.base import Adapter, EcuReply, LinkInfo
 from adapters.errors import AdapterSpecError
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 __all__ = ["SimulatedCanAdapter", "SimulatedElmAdapter"]
 
 _channels = itertools.count(1)
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
 def _flag(name: str, value: str | None) -> bool:
@@ -81,7 +86,33 @@ def _faults(options: dict[str, str]) -> EmulatorFaults:
     return faults
 
 
-class SimulatedElmAdapter(Adapter):
+class _SimulatedBase(Adapter):
+    """A simulator backend (emulator server or virtual ECU network) plus the real adapter in front of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._backend: _Stoppable | None = None
+        self._inner: Adapter | None = None
+
+    def request(
+        self, data: bytes, *, ecu: str | None = None, expect: int | None = None, timeout: float | None = None
+    ) -> list[EcuReply]:
+        """Through the real adapter code, exactly as over a workshop's own interface."""
+        if self._inner is None:
+            raise RuntimeError("adapter is not open")
+        return self._inner.request(data, ecu=ecu, expect=expect, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the adapter, then stop the simulator behind it."""
+        if self._inner is not None:
+            self._inner.close()
+            self._inner = None
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.stop()
+
+
+class SimulatedElmAdapter(_SimulatedBase):
     """A virtual car behind an emulated ELM327, reached through the real ELM327 adapter code."""
 
     def __init__(
@@ -113,8 +144,6 @@ class SimulatedElmAdapter(Adapter):
             )
         self.emulator = Elm327Emulator(self.car, timing=timing, faults=faults)
         self._link_kind = link
-        self._server: object | None = None
-        self._inner: Adapter | None = None
 
     def open(self) -> LinkInfo:
         """Start the emulator's pty (or TCP port) and connect the ELM327 adapter to it."""
@@ -123,23 +152,21 @@ class SimulatedElmAdapter(Adapter):
         from adapters.sim.server import PtyServer, TcpServer
 
         self.close()
-        factory: object
+        factory: Callable[[], Link]
         if self._link_kind == "tcp":
             tcp = TcpServer(self.emulator)
             tcp.start()
-            self._server = tcp
+            self._backend = tcp
             factory = TcpLink(tcp.host, tcp.port).open
         else:
             pty = PtyServer(self.emulator)
             pty.start()
-            self._server = pty
+            self._backend = pty
             factory = SerialLink(pty.path).open
-        assert callable(factory)
         inner = Elm327Adapter(factory, default_timeout=2.0, link_margin=1.0)
         inner.stats = self.stats
         self._inner = inner
         found = inner.open()
-        _ = Link  # the protocol type documents what the factory returns
         self._info = LinkInfo(
             "sim",
             f"virtual car '{self.car.scenario.name}' behind {found.description}",
@@ -149,26 +176,8 @@ class SimulatedElmAdapter(Adapter):
         )
         return self._info
 
-    def request(
-        self, data: bytes, *, ecu: str | None = None, expect: int | None = None, timeout: float | None = None
-    ) -> list[EcuReply]:
-        """Through the emulated adapter, exactly as over a USB ELM327."""
-        if self._inner is None:
-            raise RuntimeError("adapter is not open")
-        return self._inner.request(data, ecu=ecu, expect=expect, timeout=timeout)
 
-    def close(self) -> None:
-        """Close the adapter, then the emulator's pty or port."""
-        if self._inner is not None:
-            self._inner.close()
-            self._inner = None
-        server, self._server = self._server, None
-        stop = getattr(server, "stop", None)
-        if stop is not None:
-            stop()
-
-
-class SimulatedCanAdapter(Adapter):
+class SimulatedCanAdapter(_SimulatedBase):
     """A virtual ECU network on python-can's virtual bus, reached through the real CAN adapter."""
 
     def __init__(
@@ -182,8 +191,6 @@ class SimulatedCanAdapter(Adapter):
             raise AdapterSpecError(f"scenario {scenario!r} is not a CAN car; use sim:{scenario}")
         self._ecu_ms = _number("ecu_ms", ecu_ms)
         self._channel = f"simcan-{os.getpid()}-{next(_channels)}"
-        self._network: object | None = None
-        self._inner: Adapter | None = None
 
     def open(self) -> LinkInfo:
         """Start the virtual ECUs, then open the CAN adapter on the same virtual channel."""
@@ -193,7 +200,7 @@ class SimulatedCanAdapter(Adapter):
         self.close()
         network = VirtualCanNetwork(self.car, self._channel, response_ms=self._ecu_ms)
         network.start()
-        self._network = network
+        self._backend = network
         inner = CanAdapter("virtual", self._channel, id_bits=29 if self.car.scenario.is_29bit else 11)
         inner.stats = self.stats
         self._inner = inner
@@ -206,21 +213,3 @@ class SimulatedCanAdapter(Adapter):
             True,
         )
         return self._info
-
-    def request(
-        self, data: bytes, *, ecu: str | None = None, expect: int | None = None, timeout: float | None = None
-    ) -> list[EcuReply]:
-        """Through python-can and ISO-TP, exactly as on a real interface."""
-        if self._inner is None:
-            raise RuntimeError("adapter is not open")
-        return self._inner.request(data, ecu=ecu, expect=expect, timeout=timeout)
-
-    def close(self) -> None:
-        """Close the adapter, then stop the virtual ECUs."""
-        if self._inner is not None:
-            self._inner.close()
-            self._inner = None
-        network, self._network = self._network, None
-        stop = getattr(network, "stop", None)
-        if stop is not None:
-            stop()

@@ -10,6 +10,7 @@ Exit codes (documented in the README; scripts branch on them):
   4 upload failed (records kept in the outbox)
   5 configuration or local data problem (config file, outbox)
   6 clear refused, not confirmed or incomplete
+  70 internal error (a bug: reported in one line; -vv shows the details)
   130 interrupted
 """
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from upload.outbox import Outbox, RecordState
 
 EXIT_OK, EXIT_FAULTS, EXIT_USAGE, EXIT_ADAPTER, EXIT_UPLOAD, EXIT_DATA, EXIT_CLEAR = 0, 1, 2, 3, 4, 5, 6
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 __all__ = ["main"]
@@ -74,7 +76,14 @@ class _Group(click.Group):
         except Exception as exc:
             code = _exit_code_for(exc)
             if code is None:
-                raise
+                import logging
+
+                logging.getLogger(__name__).debug("internal error", exc_info=True)
+                _fail(
+                    f"internal error ({exc.__class__.__name__}: {exc}); nothing further was done."
+                    " Please report it; run with -vv to see the details",
+                    EXIT_INTERNAL,
+                )
             _fail(str(exc) or exc.__class__.__name__, code)
 
 
