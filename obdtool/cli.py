@@ -172,9 +172,53 @@ obfcm_option = click.option(
 uds_option = click.option(
     "--uds/--no-uds", default=None, help="Read UDS identification and fault memory (CAN; default on for CAN)."
 )
+lang_option = click.option(
+    "--lang",
+    "lang_flag",
+    type=click.Choice(["nb", "en"]),
+    help="Language of what the customer sees (refusal question, receipt). Default: config key 'lang',"
+    " then the system locale.",
+)
 
 
-def _consent(flag: str | None, *, required: bool) -> Any:
+def _lang(flag: str | None, config: Config) -> str:
+    from obdtool.i18n import resolve_lang
+
+    return resolve_lang(flag, config.lang)
+
+
+def _write_receipt(entry: Any, config: Config, lang: str, output: Path, *, pdf: bool) -> None:
+    """The customer's copy of one outbox entry; a missing PDF renderer is a note, not an error."""
+    from obdtool.receipt import WorkshopInfo, html_to_pdf, render_receipt, write_receipt
+
+    workshop = WorkshopInfo(
+        name=config.workshop_name or config.workshop_id or "",
+        workshop_id=config.workshop_id or "",
+        controller_contact=config.controller_contact,
+    )
+    page = render_receipt(
+        entry.body,
+        state=entry.state,
+        sent_at=entry.sent_at,
+        receipt=entry.receipt,
+        lang=lang,
+        workshop=workshop,
+    )
+    path = write_receipt(output, page)
+    click.echo(f"Customer copy written to {path}", err=True)
+    if pdf:
+        pdf_path = path.with_suffix(".pdf")
+        if html_to_pdf(path, pdf_path):
+            click.echo(f"PDF written to {pdf_path}", err=True)
+        else:
+            click.secho(
+                "No PDF: Chromium was not found or could not print; print the HTML file instead.",
+                fg="yellow",
+                err=True,
+            )
+
+
+def _consent(flag: str | None, *, required: bool, lang: str = "en") -> Any:
     from obdtool import consent
 
     if flag is not None:
@@ -185,6 +229,7 @@ def _consent(flag: str | None, *, required: bool) -> Any:
         lambda q: click.prompt(q, default=None, show_default=False, err=True),
         lambda text: click.echo(text, err=True),
         interactive=sys.stdin.isatty(),
+        lang=lang,
     )
 
 
@@ -203,7 +248,10 @@ def _read_options(adapter_spec: str, uds: bool | None, obfcm: Any) -> Any:
 @json_option
 @obfcm_option
 @uds_option
-def scan(adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool | None) -> None:
+@lang_option
+def scan(
+    adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool | None, lang_flag: str | None
+) -> None:
     """Read identity, fault memory, mileage and software versions (no record, no upload).
 
     OBFCM is read only when --obfcm says the owner's decision.
@@ -213,7 +261,7 @@ def scan(adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool |
 
     config = _config()
     spec = _adapter_spec(adapter_spec, config)
-    options = _read_options(spec, uds, _consent(obfcm, required=False))
+    options = _read_options(spec, uds, _consent(obfcm, required=False, lang=_lang(lang_flag, config)))
     with _progress(not as_json) as say, _open_adapter(spec) as adapter:
         result = read_vehicle(adapter, options, progress=say)
     code = _scan_exit(result)
@@ -236,15 +284,30 @@ def scan(adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool |
 @click.option(
     "--no-upload", is_flag=True, help="Keep this visit's record local: the owner objects to any transfer."
 )
+@lang_option
+@click.option(
+    "--receipt",
+    "receipt_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the customer's copy of this visit (printable HTML, one A4 page) to FILE.",
+)
 def check(
-    adapter_spec: str | None, as_json: bool, obfcm: str | None, uds: bool | None, no_upload: bool
+    adapter_spec: str | None,
+    as_json: bool,
+    obfcm: str | None,
+    uds: bool | None,
+    no_upload: bool,
+    lang_flag: str | None,
+    receipt_path: Path | None,
 ) -> None:
     """The whole pre-service job: refusal question, read-out, record, outbox, upload."""
     from obdtool.visit import run_visit
 
     config = _config()
     spec = _adapter_spec(adapter_spec, config)
-    decision = _consent(obfcm, required=True)  # asked before anything reaches the car
+    lang = _lang(lang_flag, config)
+    decision = _consent(obfcm, required=True, lang=lang)  # asked before anything reaches the car
     options = _read_options(spec, uds, decision)
     outbox = _outbox()
     with outbox, _progress(not as_json) as say, _open_adapter(spec) as adapter:
@@ -257,6 +320,9 @@ def check(
             upload=None if no_upload else lambda: _upload_all(outbox, config, quiet=True),
             progress=say,
         )
+        entry = outbox.get(outcome.record_id) if receipt_path else None  # state and receipt after upload
+    if receipt_path and entry is not None:
+        _write_receipt(entry, config, lang, receipt_path, pdf=False)
     if as_json:
         _print_json(
             {
@@ -324,12 +390,13 @@ def _host(url: str) -> str:
 
 
 def _upload_all(outbox: Outbox, config: Config, *, quiet: bool) -> Any:
+    from obdtool.errors import ConfigError
     from obdtool.visit import UploadSummary, upload_pending
     from upload.errors import UploadError
 
     try:
         factory = _client_factory(config)
-    except UploadError as exc:
+    except (UploadError, ConfigError) as exc:  # not set up for uploads yet: the record waits
         return UploadSummary(attempted=False, error=str(exc), remaining=outbox.count("pending"))
     if quiet or not sys.stderr.isatty():
         return upload_pending(outbox, factory)
@@ -457,6 +524,26 @@ def clear(
         click.echo(f"Clear record {saved['id']} saved in the outbox.")
     if outcome.outcome != "cleared":
         _fail(f"clear {outcome.outcome.replace('_', ' ')}", EXIT_CLEAR)
+
+
+@main.command("receipt")
+@click.argument("record_id")
+@lang_option
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HTML file to write (default: receipt-RECORD_ID.html here).",
+)
+@click.option("--pdf", is_flag=True, help="Also print a PDF beside the HTML (needs Chromium).")
+def receipt_command(record_id: str, lang_flag: str | None, output: Path | None, pdf: bool) -> None:
+    """Write the customer's copy of one record: what was read, and whether and when it was sent."""
+    config = _config()
+    with _outbox() as box:
+        entry = box.get(record_id)
+    _write_receipt(
+        entry, config, _lang(lang_flag, config), output or Path(f"receipt-{record_id}.html"), pdf=pdf
+    )
 
 
 # -- simulator and receiver ---------------------------------------------------------------------

@@ -45,6 +45,13 @@ KEYS: dict[str, Key] = {
         Key("client_key", str, "OBDTOOL_CLIENT_KEY", "client key (PEM) for mutual TLS"),
         Key("retention_days", int, "OBDTOOL_RETENTION_DAYS", "days to keep sent records before purge"),
         Key("lang", str, "OBDTOOL_LANG", "language of customer-facing text (nb or en)"),
+        Key("workshop_name", str, "OBDTOOL_WORKSHOP_NAME", "workshop name printed on the customer's receipt"),
+        Key(
+            "controller_contact",
+            str,
+            "OBDTOOL_CONTROLLER_CONTACT",
+            "data controller's contact on the receipt",
+        ),
     )
 }
 
@@ -64,6 +71,8 @@ class Config:
     client_key: str | None = None
     retention_days: int = 90
     lang: str | None = None
+    workshop_name: str | None = None
+    controller_contact: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Every key and its effective value (for ``config show``; holds no secrets)."""
