@@ -32,13 +32,20 @@ class EcuReply:
 
 @dataclass(frozen=True, slots=True)
 class LinkInfo:
-    """What the adapter found when it opened: for the record and for the technician."""
+    """What the adapter found when it opened: for the record and for the technician.
+
+    ``probe_replies`` are the ECUs' answers to the ``01 00`` an adapter sends while opening to prove
+    the car is there (empty when it sent none or could not read them). Every OBD ECU must answer
+    ``01 00``, so these answers already say which ECUs exist and which PIDs 01..20 they have: the
+    read-out starts from them instead of asking the same question again.
+    """
 
     kind: str
     description: str
     protocol: str
     protocol_id: str
     is_can: bool
+    probe_replies: tuple[EcuReply, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -103,10 +110,13 @@ class Adapter(ABC):
         :param data: the service bytes, e.g. ``b"\\x09\\x02"``.
         :param ecu: ``None`` for a functional request that every ECU may answer; otherwise the
             address an ECU answers from (``"7E8"``), and the request goes to that ECU alone.
-        :param expect: how many replies are expected in all; lets the adapter stop listening as soon
-            as they are in instead of waiting out its timeout. Pass it only when every reply fits one
-            CAN frame (7 data bytes): an ELM327 counts frames, and would cut a longer reply short.
-            ``None`` = unknown.
+        :param expect: how many CAN frames the replies take in all (a reply of up to 7 data bytes is
+            one frame, a longer one a first frame plus one per further 7 bytes); lets the adapter stop
+            listening as soon as they are in instead of waiting out its timeout. ``None`` = unknown.
+            An ELM327 counts frames and stops at the count, cutting off whatever comes later: pass it
+            only when the replies' lengths are known, and treat a framing error, or an expected ECU
+            missing once the count was met, as a count too low (ask again without one). Adapters that
+            receive whole replies may count replies instead, never more than the frames.
         :param timeout: the longest to wait for the first answer, in seconds; ``None`` = adapter default.
         :returns: every complete reply, in arrival order; empty when nobody answered (NO DATA).
             A "response pending" (``7F xx 78``) is not returned: the adapter keeps waiting instead.

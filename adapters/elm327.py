@@ -8,20 +8,32 @@ Opening (see :meth:`Elm327Adapter.open`):
 
 1. On a real UART with no rate given, find the baud rate: ``ATI`` at 38400, 9600, 115200, 230400,
    57600, 19200 baud, 0.2 s each, until a prompt comes back in readable text.
-2. ``ATWS`` (warm start; ``ATZ`` if the clone does not know it). A reset puts every setting a previous
-   program may have left behind (headers, filters, CAN formatting, monitor mode) back to defaults, and
-   prints the firmware string. A bare CR is never sent to wake the adapter: an ELM327 repeats its last
-   command on an empty line, and that last command may have been ``04`` (clear fault memory). If the
-   adapter was busy, the first character of ``ATWS`` stops it (``STOPPED``); the rest of the line is
-   then answered on its own, and that second prompt is read too, so no stale prompt is left behind.
+2. Every setting a previous program may have left behind (echo, headers, spaces, receive filters,
+   masks, the transmit header, CAN formatting, timers, the selected protocol) goes back to its
+   default, see :meth:`Elm327Adapter._reset`. ``ATD`` ("set all to defaults") does exactly that and
+   answers ``OK`` at once; ``ATI`` then names the firmware. A warm start (``ATWS``, ``ATZ`` if the
+   clone does not know it) resets the same settings but restarts the chip, which takes up to a second
+   on a genuine ELM327 (``ATZ`` adds the LED test): it is kept for an adapter that does not answer
+   ``ATD`` with ``OK`` -- one that does not know it, or one so confused that only a restart helps. A
+   bare CR is never sent to wake the adapter: an ELM327 repeats its last command on an empty line,
+   and that last command may have been ``04`` (clear fault memory). If the adapter was busy, the
+   first character of our command stops it (``STOPPED``); the rest of the line is then answered on
+   its own, and that second prompt is read too, so no stale prompt is left behind.
 3. ``ATE0`` (no echo), ``ATL0`` (CR only), ``ATS0`` (no spaces: a third fewer bytes on slow links),
    ``ATH1`` (headers: needed to tell ECUs apart and to reassemble ISO-TP per ECU), ``ATAT1`` (adaptive
    timing, normal: ``ATAT2`` saves a little time but drops late answers of slow ECUs), ``ATCAF1`` (the
    adapter adds/strips ISO-TP PCI and sends flow control), ``ATST hh`` when ``st_ms`` is given.
 4. The protocol, see :meth:`Elm327Adapter._find_protocol`: the remembered (or hinted) protocol is tried
    with ``ATTP h``; if ``0100`` gets no answer, ``ATSP0`` and the adapter's own search; if that fails
-   too, ``ATTP h`` for 6, 8, 7, 9, 1, 2, 3, 4, 5. ``ATDPN`` and ``ATDP`` name the result, which is
-   remembered for the next connect.
+   too, ``ATTP h`` for 6, 8, 7, 9, 1, 2, 3, 4, 5. After a search ``ATDPN`` names the protocol found
+   (after ``ATTP h`` it can only say ``h``); it is remembered for the next connect. The answers to the
+   ``0100`` that proved the protocol are kept (:attr:`adapters.base.LinkInfo.probe_replies`), so the
+   read-out does not ask it again.
+
+On CAN the NO DATA timer is set to 100 ms (``ATST19``) unless ``st_ms`` says otherwise. ISO 15765-4
+gives an OBD ECU 50 ms (P2CAN) to answer or to say "response pending"; the ELM327's default of 200 ms
+is four times that, and the adapter waits that long after the last answer of every request whose
+answer count it was not told (adaptive timing shortens the wait only once it has measured the car).
 
 ``ATSP h`` is not used for the remembered protocol: it writes the adapter's EEPROM on every connect and
 disables the fallback search, so the adapter would refuse a different car. ``ATTP h`` selects the
@@ -55,6 +67,7 @@ from adapters.errors import (
     AdapterStatusError,
     AdapterUnavailableError,
     CommandRejectedError,
+    FramingError,
     LinkError,
     LinkTimeoutError,
     UnableToConnectError,
@@ -111,6 +124,8 @@ _SEARCH_WAIT = 30.0  # the adapter's own search through every protocol
 _STREAM_LIMIT = 30.0  # seconds an adapter may keep printing without reaching its prompt
 _ANSWER_LIMIT = 64 * 1024  # bytes; far above the longest ISO-TP answer (4095 bytes, about 12 kB printed)
 _DEFAULT_ST = 0x32  # the ELM327's default NO DATA timer, in 4 ms steps
+_CAN_ST = 0x19  # 100 ms: twice the 50 ms an OBD ECU on CAN has to answer (ISO 15765-4 P2CAN)
+_PROBE = b"\x01\x00"
 
 
 class ProtocolMemory:
@@ -233,7 +248,8 @@ class Elm327Adapter(Adapter):
     :param protocol_hint: an ELM327 protocol number to try first (``"6"``); ``"0"`` = skip the memory
         and search. A hint that does not answer falls back like a remembered protocol.
     :param remember: where the found protocol is kept for the next connect.
-    :param st_ms: the adapter's NO DATA timer (``ATST``) in ms, 4..1020; ``None`` = adapter default.
+    :param st_ms: the adapter's NO DATA timer (``ATST``) in ms, 4..1020; ``None`` = 100 ms on CAN, the
+        adapter's own default (200 ms) on K-line and J1850 (see the module docstring).
     :param default_timeout: seconds to wait for the first answer when ``request`` gets ``timeout=None``.
     :param link_margin: extra seconds for the link (Bluetooth and WiFi add latency); the adapter counts
         as silent only after the timeout plus this margin has passed without any byte arriving.
@@ -274,6 +290,8 @@ class Elm327Adapter(Adapter):
         self._tx_header: str | None = None  # None = the adapter's default, the functional address
         self._rx_filter: str | None = None  # None = no receive filter
         self._st: int | None = None  # None = the adapter's default timer
+        self._link_st: int | None = self._base_st  # the timer for requests that name no timeout
+        self._probe_text = ""
         self._needs_setup = False
         self._needs_resync = False
 
@@ -305,7 +323,7 @@ class Elm327Adapter(Adapter):
             self._firmware = self._reset()
             self._count_digit = _supports_count_digit(self._firmware)
             self._configure()
-            protocol_id, name = self._find_protocol()
+            protocol_id = self._find_protocol()
         except BaseException:
             self.close()
             raise
@@ -315,9 +333,10 @@ class Elm327Adapter(Adapter):
         self._info = LinkInfo(
             kind="elm327",
             description=f"{self._firmware} on {link.description}",
-            protocol=name,
+            protocol=PROTOCOL_NAMES[protocol_id],
             protocol_id=protocol_id,
             is_can=protocol_id in _CAN,
+            probe_replies=self._probe_replies(protocol_id),
         )
         _log.debug("connected: %s", self._info)
         return self._info
@@ -356,6 +375,9 @@ class Elm327Adapter(Adapter):
             its answer never came.
         :raises adapters.errors.LinkError: when the link broke.
         :raises adapters.errors.AdapterStatusError: for a bus failure the adapter reported in words.
+        :raises adapters.errors.FramingError: when a multi-frame answer is broken, or was cut short by
+            the response count (``expect`` lower than the frames that came, an ECU's "response
+            pending" counted as its answer).
         :raises adapters.errors.AdapterProtocolError: when the answer cannot be read.
         """
         self._require_open()
@@ -404,6 +426,13 @@ class Elm327Adapter(Adapter):
             _log.debug("ignoring %s from %s: not an answer to %s", reply.data.hex(" "), reply.ecu, command)
         if response.pending:
             waiting = ", ".join(response.pending)
+            if command != data.hex().upper():
+                # The count digit may have counted the "response pending" line as an answer and ended
+                # the request before the real one: a count too low, which the caller repairs.
+                raise FramingError(
+                    f"ECU {waiting} said 'response pending' to {command} and the response count was met "
+                    "before its answer came"
+                )
             if not response.replies:
                 raise LinkTimeoutError(
                     f"ECU {waiting} said 'response pending' to {command}, but its answer did not arrive "
@@ -437,7 +466,46 @@ class Elm327Adapter(Adapter):
         )
 
     def _reset(self) -> str:
-        """Warm-start the adapter and return its firmware string (``ELM327 v1.5``)."""
+        """Put every setting back to its default and return the firmware string (``ELM327 v1.5``).
+
+        ``ATD`` is tried first: the ELM327 documents it as restoring the options to their power-on
+        defaults -- echo, headers, spaces, linefeeds, the transmit header, receive filters and masks,
+        every timer, the stored protocol (closing the one in use) -- which is all a previous program
+        can have changed that matters here, and it answers ``OK`` at once. A warm start resets the same
+        settings by restarting the chip and costs up to a second, so it is only the fallback: for an
+        adapter that answers ``ATD`` with anything but ``OK`` (a clone that does not know it, input
+        garbled by a half-written line) or whose ``ATI`` names nothing.
+        """
+        link = self._require_open()
+        for _ in range(2):
+            self._send("ATD")
+            text = self._read_prompt(_AT_WAIT + self._margin)
+            if text is None:
+                raise AdapterUnavailableError(
+                    f"no ELM327 answered on {link.description}: is it plugged into the car (that powers it), "
+                    "switched on, and is this the right port?"
+                )
+            if "STOPPED" in text.upper():
+                # ATD interrupted a busy adapter; the rest of the line ("TD") gets its own answer.
+                self._read_prompt(_AT_WAIT + self._margin)
+                continue
+            try:
+                defaults = parse_at_reply(text, "ATD") == ["OK"]
+            except AdapterError:  # "?" or unreadable: not an adapter that knows ATD
+                defaults = False
+            if not defaults:
+                break
+            self._send("ATI")
+            firmware = _identity(self._read_prompt(_AT_WAIT + self._margin) or "", "ATI")
+            if firmware:
+                _log.debug("adapter identifies as %r", firmware)
+                return firmware
+            break
+        _log.debug("ATD did not bring %s to its defaults; restarting it", link.description)
+        return self._warm_start()
+
+    def _warm_start(self) -> str:
+        """Restart the adapter (``ATWS``, ``ATZ``) and return its firmware string from the banner."""
         link = self._require_open()
         last = ""
         for command in ("ATWS", "ATWS", "ATZ"):
@@ -476,11 +544,13 @@ class Elm327Adapter(Adapter):
         self._rx_filter = None
         self._st = self._base_st
 
-    def _find_protocol(self) -> tuple[str, str]:
-        """Select the car's protocol, fastest path first.
+    def _find_protocol(self) -> str:
+        """Select the car's protocol, fastest path first; return its number.
 
-        1. The hint, else the remembered protocol: ``ATTP h`` + ``0100``. On success no search runs.
-        2. ``ATSP0`` + ``0100``: the adapter's own search (does not write its EEPROM).
+        1. The hint, else the remembered protocol: ``ATTP h`` + ``0100``. On success no search runs, and
+           nothing needs to be asked about the result: after ``ATTP h`` the adapter speaks ``h``.
+        2. ``ATSP0`` + ``0100``: the adapter's own search (does not write its EEPROM); ``ATDPN`` names
+           what it found.
         3. ``ATTP h`` + ``0100`` for each of :data:`SEARCH_ORDER` not tried yet: some clones' searches
            miss protocols that answer when selected directly.
 
@@ -492,32 +562,49 @@ class Elm327Adapter(Adapter):
         if first is None and self._remember is not None:
             first = self._remember.get(self._memory_key())
         if first is not None and first != "0":
+            self._use_timer_for(first)
             self._at(f"ATTP{first}")
             if self._probe(_PROBE_WAIT):
-                return self._describe_protocol()
+                return first
             tried.add(first)
             _log.debug("protocol %s did not answer; searching", first)
+        self._use_timer_for(None)
         self._at("ATSP0")
         if self._probe(_SEARCH_WAIT):
-            return self._describe_protocol()
+            protocol = self._describe_protocol()
+            self._use_timer_for(protocol)
+            return protocol
         for protocol in SEARCH_ORDER:
             if protocol in tried:
                 continue
+            self._use_timer_for(protocol)
             self._at(f"ATTP{protocol}")
             if self._probe(_PROBE_WAIT):
-                return self._describe_protocol()
+                return protocol
         raise UnableToConnectError(
             "no OBD protocol answered (automatic search, then protocols 6, 8, 7, 9, 1-5 one by one): "
             "is the ignition on?",
             status="UNABLE TO CONNECT",
         )
 
+    def _use_timer_for(self, protocol: str | None) -> None:
+        """Choose the NO DATA timer for ``protocol`` (``None``: for a search) and set it if it changed.
+
+        ``st_ms`` always wins. Otherwise 100 ms on CAN (see the module docstring) and also for the
+        search, because the ELM327 enforces its own minimum while it searches and most cars it finds
+        are CAN; on K-line and J1850, where answers may take longer, the adapter's own default.
+        """
+        if self._base_st is None:
+            self._link_st = _CAN_ST if protocol is None or protocol in _CAN else None
+        self._set_timer(None)
+
     def _probe(self, wait: float) -> bool:
         """Send ``0100`` (every OBD ECU must answer it) and tell whether anything answered."""
-        self.stats.count_request(b"\x01\x00")
+        self.stats.count_request(_PROBE)
         text = self._exchange("0100", wait)
+        self._probe_text = ""
         try:
-            return bool(split_status(text, echo={"0100"}))
+            answered = bool(split_status(text, echo={"0100"}))
         except AdapterStatusError as exc:
             _log.debug("0100 probe: %s", exc.status)
             return False
@@ -525,19 +612,33 @@ class Elm327Adapter(Adapter):
             # Something other than a status answered: the bus is up, even if this answer is odd.
             _log.debug("0100 probe answered unreadably: %s", exc)
             return True
+        self._probe_text = text
+        return answered
 
-    def _describe_protocol(self) -> tuple[str, str]:
-        """``ATDPN`` (``A6`` = found by search, ``6`` = selected) and ``ATDP`` (its name)."""
+    def _probe_replies(self, protocol: str) -> tuple[EcuReply, ...]:
+        """The ECUs' answers to the ``0100`` that proved ``protocol``; empty when they cannot be read."""
+        try:
+            response = decode_response(
+                self._probe_text,
+                request=_PROBE,
+                can=protocol in _CAN,
+                id_bits=29 if protocol in _CAN_29 else 11,
+                headers=True,
+                legacy_checksum="crc8" if protocol in _J1850 else "sum",
+            )
+        except AdapterError as exc:
+            _log.debug("not keeping the 0100 probe's answers: %s", exc)
+            return ()
+        return response.replies
+
+    def _describe_protocol(self) -> str:
+        """``ATDPN`` after a search: ``A6`` = found by search, ``6`` = selected."""
         lines = self._at("ATDPN")
         raw = lines[0].strip().upper() if lines else ""
         protocol = raw[1:] if len(raw) == 2 and raw.startswith("A") else raw
         if protocol not in PROTOCOL_NAMES:
             raise AdapterProtocolError(f"the adapter reports an unknown protocol {raw!r}")
-        names = self._at("ATDP", optional=True)
-        name = names[0].strip() if names else PROTOCOL_NAMES[protocol]
-        if name.upper().startswith("AUTO,"):
-            name = name[5:].strip()
-        return protocol, name
+        return protocol
 
     # ------------------------------------------------------------------ requests
 
@@ -582,7 +683,7 @@ class Elm327Adapter(Adapter):
 
     def _set_timer(self, timeout: float | None) -> None:
         """Map ``timeout`` onto the adapter's NO DATA timer (4 ms steps, at most 1.02 s)."""
-        wanted = self._base_st if timeout is None else min(0xFF, max(1, math.ceil(timeout * 1000 / 4)))
+        wanted = self._link_st if timeout is None else min(0xFF, max(1, math.ceil(timeout * 1000 / 4)))
         if wanted != self._st:
             self._at(f"ATST{wanted or 0:02X}")  # ATST00 restores the adapter's default
             self._st = wanted

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Protocol
 
 from adapters.base import Adapter, EcuReply, LinkInfo
@@ -27,6 +27,7 @@ from adapters.sim.scenario import load_scenario
 
 if TYPE_CHECKING:
     from adapters.sim.elm327 import EmulatorFaults
+    from adapters.trace import TraceWriter
 
 __all__ = ["SimulatedCanAdapter", "SimulatedElmAdapter"]
 
@@ -118,6 +119,7 @@ class SimulatedElmAdapter(_SimulatedBase):
     def __init__(
         self,
         scenario: str,
+        /,
         *,
         engine: str | None = None,
         link: str = "pty",
@@ -144,13 +146,20 @@ class SimulatedElmAdapter(_SimulatedBase):
             )
         self.emulator = Elm327Emulator(self.car, timing=timing, faults=faults)
         self._link_kind = link
+        self._trace: TraceWriter | None = None
+
+    def trace_to(self, writer: TraceWriter) -> None:
+        """Write the raw traffic between the ELM327 driver and the emulated adapter to ``writer``."""
+        self._trace = writer
 
     def open(self) -> LinkInfo:
-        """Start the emulator's pty (or TCP port) and connect the ELM327 adapter to it."""
+        """Start the emulator's pty (or TCP port) and connect the ELM327 adapter to it. Idempotent."""
         from adapters.elm327 import Elm327Adapter
         from adapters.link import Link, SerialLink, TcpLink
         from adapters.sim.server import PtyServer, TcpServer
 
+        if self._inner is not None and self._info is not None:
+            return self._info
         self.close()
         factory: Callable[[], Link]
         if self._link_kind == "tcp":
@@ -163,16 +172,19 @@ class SimulatedElmAdapter(_SimulatedBase):
             pty.start()
             self._backend = pty
             factory = SerialLink(pty.path).open
+        if self._trace is not None:
+            from adapters.trace import traced_factory
+
+            factory = traced_factory(factory, self._trace)
         inner = Elm327Adapter(factory, default_timeout=2.0, link_margin=1.0)
         inner.stats = self.stats
         self._inner = inner
         found = inner.open()
-        self._info = LinkInfo(
-            "sim",
-            f"virtual car '{self.car.scenario.name}' behind {found.description}",
-            found.protocol,
-            found.protocol_id,
-            found.is_can,
+        # Everything the real driver found (protocol, probe answers ...) is passed on as it is.
+        self._info = replace(
+            found,
+            kind="sim",
+            description=f"virtual car '{self.car.scenario.name}' behind {found.description}",
         )
         return self._info
 
@@ -181,7 +193,7 @@ class SimulatedCanAdapter(_SimulatedBase):
     """A virtual ECU network on python-can's virtual bus, reached through the real CAN adapter."""
 
     def __init__(
-        self, scenario: str, *, engine: str | None = None, ecu_ms: str | None = None, **unknown: str
+        self, scenario: str, /, *, engine: str | None = None, ecu_ms: str | None = None, **unknown: str
     ) -> None:
         super().__init__()
         if unknown:
@@ -193,10 +205,12 @@ class SimulatedCanAdapter(_SimulatedBase):
         self._channel = f"simcan-{os.getpid()}-{next(_channels)}"
 
     def open(self) -> LinkInfo:
-        """Start the virtual ECUs, then open the CAN adapter on the same virtual channel."""
+        """Start the virtual ECUs, then open the CAN adapter on the same virtual channel. Idempotent."""
         from adapters.can_isotp import CanAdapter
         from adapters.sim.can_network import VirtualCanNetwork
 
+        if self._inner is not None and self._info is not None:
+            return self._info
         self.close()
         network = VirtualCanNetwork(self.car, self._channel, response_ms=self._ecu_ms)
         network.start()

@@ -92,9 +92,11 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv for raw adapter traffic).")
 def main(verbose: int) -> None:
     """Workshop OBD read-out, OBFCM collection with the owner's refusal honoured, and record upload."""
-    if verbose:
-        import logging
+    import logging
 
+    if not verbose:  # library warnings must not add lines to the one-line error contract
+        logging.getLogger().addHandler(logging.NullHandler())
+    else:
         logging.basicConfig(
             level=logging.DEBUG if verbose > 1 else logging.INFO,
             format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -134,7 +136,22 @@ def _progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 def _open_adapter(spec: str) -> Adapter:
     from adapters import open_adapter
 
-    return open_adapter(spec)
+    return open_adapter(spec, trace=click.get_current_context().meta.get("obdtool.trace"))
+
+
+def _remember_trace(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.meta["obdtool.trace"] = value
+
+
+trace_option = click.option(
+    "--trace",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    expose_value=False,
+    callback=_remember_trace,
+    help="Write the raw adapter traffic to FILE (ELM327 adapters); replay it with --adapter replay:FILE.",
+)
 
 
 def _outbox() -> Outbox:
@@ -245,6 +262,7 @@ def _read_options(adapter_spec: str, uds: bool | None, obfcm: Any) -> Any:
 
 @main.command()
 @adapter_option
+@trace_option
 @json_option
 @obfcm_option
 @uds_option
@@ -278,6 +296,7 @@ def scan(
 
 @main.command()
 @adapter_option
+@trace_option
 @json_option
 @obfcm_option
 @uds_option
@@ -309,6 +328,9 @@ def check(
     lang = _lang(lang_flag, config)
     decision = _consent(obfcm, required=True, lang=lang)  # asked before anything reaches the car
     options = _read_options(spec, uds, decision)
+    hold = "kept local at the owner's request (--no-upload)" if no_upload else None
+    if hold is None and spec.startswith(SIMULATED) and not _loopback_endpoint(config.endpoint):
+        hold = "a simulated or replayed car: its record is never sent to a manufacturer's endpoint"
     outbox = _outbox()
     with outbox, _progress(not as_json) as say, _open_adapter(spec) as adapter:
         outcome = run_visit(
@@ -316,18 +338,20 @@ def check(
             options,
             config=config,
             outbox=outbox,
-            hold=no_upload,
-            upload=None if no_upload else lambda: _upload_all(outbox, config, quiet=True),
+            hold=hold,
+            upload=None if hold else lambda: _upload_all(outbox, config, quiet=True),
             progress=say,
         )
-        entry = outbox.get(outcome.record_id) if receipt_path else None  # state and receipt after upload
+        entry = outbox.get(outcome.record_id) if receipt_path and outcome.record_id else None
     if receipt_path and entry is not None:
         _write_receipt(entry, config, lang, receipt_path, pdf=False)
     if as_json:
         _print_json(
             {
                 "record_id": outcome.record_id,
+                "saved": outcome.save_error is None,
                 "held": outcome.held,
+                "hold_reason": outcome.hold_reason,
                 "upload": _summary_json(outcome.upload),
                 "record": outcome.record,
             }
@@ -337,9 +361,10 @@ def check(
 
         out = console()
         render_scan(out, outcome.result)
-        out.print(f"Record {outcome.record_id} saved in the outbox.")
+        if outcome.record_id:
+            out.print(f"Record {outcome.record_id} saved in the outbox.")
         if outcome.held:
-            out.print("Kept local (--no-upload): it will not be sent.")
+            out.print(f"Not sent: {outcome.hold_reason}.")
         elif outcome.upload.sent or outcome.upload.duplicates:
             out.print("[green]Sent to the manufacturer.[/]")
         elif outcome.upload.error:
@@ -347,9 +372,29 @@ def check(
                 f"[yellow]Not sent yet: {outcome.upload.error}."
                 " It waits in the outbox; run 'obdtool upload'.[/]"
             )
+    if outcome.save_error:
+        _fail(f"{outcome.save_error} (the read-out is shown above; nothing was saved)", EXIT_DATA)
     if outcome.result.error:
         _fail(f"{outcome.result.error} (the partial record was saved)", EXIT_ADAPTER)
     sys.exit(_scan_exit(outcome.result))
+
+
+SIMULATED = ("sim:", "simcan:", "replay:")
+
+
+def _loopback_endpoint(endpoint: str | None) -> bool:
+    """True for the reference receiver on this computer (where a simulated car's record may go)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(endpoint or "").hostname or ""
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _summary_json(summary: Any) -> dict[str, Any]:
@@ -433,6 +478,7 @@ def upload() -> None:
 
 @main.command()
 @adapter_option
+@trace_option
 @click.option(
     "--ecu", "ecus", multiple=True, metavar="ADDR", help="Clear only this ECU (e.g. 7E8); repeatable."
 )

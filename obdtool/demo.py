@@ -48,8 +48,8 @@ def run_demo(scenario: str, obfcm: str) -> int:
                     ),
                 )
             render_scan(out, outcome.result)
-            if outcome.upload.error:
-                out.print(f"[red]upload failed: {outcome.upload.error}[/]")
+            if outcome.record_id is None or outcome.upload.error:
+                out.print(f"[red]not delivered: {outcome.save_error or outcome.upload.error}[/]")
                 return 4
             received = receiver.received(outcome.record_id)
             out.print(

@@ -1,8 +1,9 @@
-"""DTC descriptions taken at run time from python-OBD's code table.
+"""DTC descriptions taken at run time from python-OBD's code table, and python-OBD as a yardstick.
 
 Licence boundary: python-OBD (the ``obd`` package) is licensed GPL-2.0-only (its package
 metadata says so). This is the only obdtool module that touches it, and it copies nothing from
 it: it reads the installed package's ``obd/codes.py`` when a description is first asked for.
+:func:`reference_read` drives python-OBD itself, for the benchmark only (see its docstring).
 
 Speed: ``import obd`` takes most of a second because the package ``__init__`` pulls in pint and
 the whole connection machinery. We only need the ``DTC`` dict in ``obd/codes.py``, a plain data
@@ -18,17 +19,36 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["descriptions_available", "dtc_description"]
+__all__ = ["REFERENCE_ITEMS", "descriptions_available", "dtc_description", "reference_read"]
 
 _PACKAGE: Final = "obd"
 _CODES_FILE: Final = "codes.py"
 _TABLE_NAME: Final = "DTC"
 _PRIVATE_MODULE_NAME: Final = "_obdtool_pyobd_codes"
+
+#: What :func:`reference_read` asks python-OBD for, by its command names: the items of the
+#: pre-service check that python-OBD 0.7 can fetch (it has no 0A, ECU name or odometer command).
+REFERENCE_ITEMS: Final = (
+    "VIN",
+    "GET_DTC",
+    "GET_CURRENT_DTC",
+    "CALIBRATION_ID",
+    "CVN",
+    "STATUS",
+    "DISTANCE_W_MIL",
+    "DISTANCE_SINCE_DTC_CLEAR",
+    "WARMUPS_SINCE_DTC_CLEAR",
+    "RUN_TIME_MIL",
+    "TIME_SINCE_DTC_CLEARED",
+    "OBD_COMPLIANCE",
+)
 
 
 def _find_codes_file(package: str) -> Path | None:
@@ -81,3 +101,46 @@ def dtc_description(code: str) -> str | None:
 def descriptions_available() -> bool:
     """Whether DTC descriptions can be shown (python-OBD installed with the expected layout)."""
     return _dtc_table() is not None
+
+
+def reference_read(port: str, *, protocol: str | None = None) -> dict[str, Any]:
+    """Connect python-OBD to the ELM327 on ``port`` and read :data:`REFERENCE_ITEMS`, timing both.
+
+    This exists only for ``benchmarks/bench_check.py``: it runs python-OBD on the very same
+    emulated link as obdtool, so the two can be compared item for item. obdtool never reads a car
+    through python-OBD. python-OBD runs as its users run it: its own connect (reset, protocol search
+    unless ``protocol`` is given, the supported-PID queries) and ``fast`` mode, its default.
+
+    :param port: the serial device (a pseudo-terminal path for the emulator).
+    :param protocol: an ELM327 protocol number to select instead of searching (python-OBD's option).
+    :returns: ``connect_s`` and ``items_s`` (seconds), ``connected`` (bool) and ``values`` (item name
+        -> python-OBD's value as text, ``None`` when it got nothing).
+    :raises ImportError: when python-OBD is not installed.
+    """
+    import obd  # noqa: TID251 -- the licence boundary: python-OBD is used in this module only
+
+    quiet = logging.getLogger("obd")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # python-OBD logs its own warnings to stderr
+    try:
+        started = time.perf_counter()
+        connection = obd.OBD(port, protocol=protocol)
+        connected_at = time.perf_counter()
+        values: dict[str, str | None] = {}
+        try:
+            connected = bool(connection.is_connected())
+            if connected:
+                for name in REFERENCE_ITEMS:
+                    response = connection.query(obd.commands[name])
+                    values[name] = None if response.is_null() else str(response.value)
+            finished_at = time.perf_counter()
+        finally:
+            connection.close()
+    finally:
+        quiet.setLevel(level)
+    return {
+        "connected": connected,
+        "connect_s": connected_at - started,
+        "items_s": finished_at - connected_at,
+        "values": values,
+    }

@@ -1,22 +1,36 @@
 """The read-out: identity, fault memory, mileage, software versions and (with consent) OBFCM.
 
-The order of requests is chosen for the wire: ECUs are found with one functional ``01 00``; the
-rest of the supported-PID bitmaps, the distance counters and the MIL state each go out as one
-multi-PID request on CAN (up to six PIDs), falling back to one PID per request for ECUs that stay
-silent on multi-PID requests and on K-line/J1850 where multi-PID is not allowed. Nothing is asked
-that a bitmap says the ECU does not have. Every answer is decoded by the pure functions in
-``obdtool.decode``; a broken link stops the read-out but keeps what was read.
+The order of requests is chosen for the wire. ECUs are found with one functional ``01 00`` -- the
+one the adapter already sent to prove the protocol when it has its answers
+(:attr:`adapters.base.LinkInfo.probe_replies`). The rest of the supported-PID bitmaps, the distance
+counters and the MIL state each go out as one multi-PID request on CAN (up to six PIDs), falling
+back to one PID per request for ECUs that stay silent on multi-PID requests and on K-line/J1850
+where multi-PID is not allowed. Nothing is asked that a bitmap says the ECU does not have. Every
+answer is decoded by the pure functions in ``obdtool.decode``; a broken link stops the read-out but
+keeps what was read.
+
+Most of a scan's time on an ELM327 is not the car talking but the adapter *listening*: unless a
+request says how many answers to expect, the adapter waits its timeout after the last one (it
+cannot know no further ECU will answer). Once discovery has shown which ECUs there are and what
+they support, most answers are known in advance: bitmaps, VINs, ECU names and OBFCM records have
+fixed lengths, ``01 01`` says how many DTCs ``03`` will list, and an ECU has as many CVNs as
+CALIDs. Those requests carry the expected count (see :meth:`_Session.ask_known`). The ELM327
+counts CAN *frames*, not messages, and stops at the count, so the count is the number of frames
+the answers take, worked out from those lengths; answers whose length nobody can know beforehand
+(CALIDs, the first discovery) are asked without one. A count that proves too small (pending and
+permanent DTCs are counted as one frame per ECU, the usual answer) is caught and the request is
+asked again without one: it costs a request, never an answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from adapters.base import Adapter, EcuReply
-from adapters.errors import AdapterError
+from adapters.errors import AdapterError, FramingError
 from obdtool.decode import common, dtc, infotypes, pids
 from obdtool.errors import DecodeError
 from obdtool.model import (
@@ -43,6 +57,13 @@ FREEZE_PIDS = (0x04, 0x05, 0x0C, 0x0D, 0x0F, 0x11, 0x0B, 0x06, 0x07, 0x10, 0x0E,
 DTC_SERVICES: dict[int, DtcKind] = {0x03: "stored", 0x07: "pending", 0x0A: "permanent"}
 OBFCM_ITIDS = (0x17, 0x1A, 0x1B, 0x1C)
 MAX_PIDS_PER_REQUEST = 6
+MAX_COUNT = 15  # the ELM327's response-count digit is one hex digit
+
+# Answer lengths the standard fixes (service byte, InfoType, item count and data): 49 02 01 + a
+# 17-character VIN, 49 0A 01 + a 20-character ECU name, 49 17 01 + four 4-byte OBFCM counters.
+_VIN_ANSWER = 20
+_ECU_NAME_ANSWER = 23
+_OBFCM17_ANSWER = 19
 
 _READING_NAMES = {
     0x21: "distance_mil_km",
@@ -130,6 +151,36 @@ class _Session:
         replies = self.adapter.request(data, ecu=ecu, expect=expect)
         return self._positive(data[0], replies)
 
+    def ask_known(self, data: bytes, frames: Mapping[str, int]) -> dict[str, bytes]:
+        """Send a functional request whose answers are known; tell the adapter how many frames come.
+
+        ``frames`` maps each ECU expected to answer to the CAN frames its answer takes (see
+        :func:`can_frames`), worked out from a length the standard fixes or from what the ECU itself
+        announced (a bitmap, a DTC count, a CALID count), or one frame where a short answer is the
+        rule (see :meth:`read_dtcs`). With the count the adapter returns with the last frame instead
+        of listening for its timeout.
+
+        A count that is too high costs only that timeout. One that is too low would cut answers off
+        (an ELM327 stops at the count), so the replies are checked anyway: a multi-frame answer cut
+        short (the adapter reports a framing error), or an expected ECU missing although the count was
+        reached, and the request is asked again without a count; nothing is lost, it only takes
+        longer. Off CAN, and beyond 15 frames, no count is sent.
+        """
+        count = sum(frames.values())
+        if not self.is_can or not frames or count > MAX_COUNT:
+            return self.ask(data)
+        try:
+            replies = self.adapter.request(data, expect=count)
+        except FramingError as exc:
+            log.debug("%s with count %d: %s; asking again without a count", data.hex(), count, exc)
+            return self.ask(data)
+        arrived = sum(can_frames(len(reply.data)) for reply in replies)
+        missing = set(frames) - {reply.ecu for reply in replies}
+        if missing and arrived >= count:
+            log.debug("%s with count %d: no answer from %s; asking again", data.hex(), count, missing)
+            return self.ask(data)
+        return self._positive(data[0], replies)
+
     def single_frame(self, answer_len: int) -> int | None:
         """``expect=1`` for a physical request whose answer fits one CAN frame, else unknown.
 
@@ -144,7 +195,11 @@ class _Session:
             grouped.setdefault(reply.ecu, []).append(reply.data)
         out: dict[str, bytes] = {}
         for address, messages in grouped.items():
-            negative = common.parse_negative(messages[-1])
+            try:
+                negative = common.parse_negative(messages[-1])
+            except DecodeError as exc:  # a cut-off "7F xx": the ECU's problem, not the read-out's end
+                self.result.ecu(address).errors.append(f"service {service:02X}: {exc}")
+                continue
             if negative is not None:
                 if negative.nrc not in (0x11, 0x12, 0x31):
                     self.result.ecu(address).errors.append(
@@ -177,18 +232,19 @@ class _Session:
         self.is_can = info.is_can
 
         self.say("Finding ECUs")
-        self.discover()
+        self.discover(info.probe_replies)
         if not result.ecus:
             result.error = "no ECU answered 01 00: ignition on? is this an OBD-II/EOBD car?"
             return
         self.say("Reading vehicle information")
         self.read_infotype_bitmaps()
         self.read_vin()
+        # The counters first: 01 01 says how many DTCs each ECU will list for 03.
+        self.say("Reading MIL state and distance counters")
+        self.read_counters()
         self.say("Reading fault memory")
         for service, kind in DTC_SERVICES.items():
             self.read_dtcs(service, kind)
-        self.say("Reading MIL state and distance counters")
-        self.read_counters()
         if self.options.freeze_frames:
             self.say("Reading freeze frames")
             self.read_freeze_frames()
@@ -202,18 +258,32 @@ class _Session:
         if self.options.obfcm is not None:
             self.read_obfcm(self.options.obfcm)
 
-    def discover(self) -> None:
-        """``01 00`` finds the ECUs; the further bitmaps come in one multi-PID request where allowed."""
-        for address, data in self.ask(b"\x01\x00").items():
+    def discover(self, probe: Sequence[EcuReply] = ()) -> None:
+        """``01 00`` finds the ECUs; the further bitmaps come in one multi-PID request where allowed.
+
+        ``probe`` holds the answers to the ``01 00`` the adapter sent when it opened; only when there
+        are none is the question asked again.
+        """
+        found = self._positive(0x01, probe)
+        for address, data in (found or self.ask(b"\x01\x00")).items():
             self.decode_into(address, "supported PIDs", self._bitmaps, address, data)
         need_more = [a for a, e in self.result.ecus.items() if 0x20 in e.supported_pids]
         if not need_more:
             return
         answered: set[str] = set()
         if self.is_can:
-            for address, data in self.ask(bytes([0x01, *BITMAP_PIDS])).items():
+            # 20..A0 in one request, with the count an ECU that has all five sends: every ECU with an
+            # odometer (PID A6) has them, as each bitmap announces the next. Asking no more than five
+            # makes the count an upper bound, never too low; C0 follows when an A0 bitmap announces it.
+            asked = BITMAP_PIDS[:5]
+            most = dict.fromkeys(need_more, can_frames(_service01_answer(asked)))
+            for address, data in self.ask_known(bytes([0x01, *asked]), most).items():
                 answered.add(address)
                 self.decode_into(address, "supported PIDs", self._bitmaps, address, data)
+            late = [a for a in answered if 0xC0 in self.result.ecu(a).supported_pids]
+            if late:
+                for address, data in self.ask_known(b"\x01\xc0", dict.fromkeys(late, 1)).items():
+                    self.decode_into(address, "supported PIDs", self._bitmaps, address, data)
         for address in need_more:
             if address in answered:
                 continue
@@ -233,8 +303,13 @@ class _Session:
             if pid % 0x20 == 0:
                 report.supported_pids |= pids.supported_from_bitmap(pid, payload)
 
+    def all_ecus(self) -> dict[str, int]:
+        """Every ECU found, each expected to answer with one frame."""
+        return dict.fromkeys(self.result.ecus, 1)
+
     def read_infotype_bitmaps(self) -> None:
-        for address, data in self.ask(b"\x09\x00").items():
+        """``09 00``; every emission-related ECU reports CALIDs, so all of them are expected to answer."""
+        for address, data in self.ask_known(b"\x09\x00", self.all_ecus()).items():
 
             def decode(a: str = address, d: bytes = data) -> None:
                 _base, supported = pids.parse_bitmap_response(d)
@@ -250,7 +325,8 @@ class _Session:
             self.result.warnings.append("no ECU reports a VIN (09 02 not supported)")
             return
         vins: dict[str, str] = {}
-        for address, data in self.ask(b"\x09\x02").items():
+        holders = dict.fromkeys(self.ecus_with_infotype(0x02), can_frames(_VIN_ANSWER))
+        for address, data in self.ask_known(b"\x09\x02", holders).items():
             self.decode_into(address, "VIN", self._vin_into, vins, address, data)
         if not vins:
             self.result.warnings.append("the VIN could not be read")
@@ -269,7 +345,20 @@ class _Session:
             self.result.warnings.append(f"the car reported an invalid VIN {vin!r}: {'; '.join(check.errors)}")
 
     def read_dtcs(self, service: int, kind: DtcKind) -> None:
-        answers = self.ask(bytes([service]))
+        """One functional request per DTC service.
+
+        Every ECU answers 03 and 07 on CAN, with a count of 0 if it has nothing. For 03, ``01 01``
+        told how many DTCs each ECU lists, so the answers' lengths are known. How many pending (07)
+        and permanent (0A) DTCs there are only the answers tell; one frame per ECU is counted, the
+        answer of an ECU with up to two, which is what ECUs usually hold. An ECU with more sends two
+        frames or more, the adapter stops short, and :meth:`ask_known` asks again without a count.
+        """
+        expected = self.all_ecus()
+        if service == 0x03:
+            for address, report in self.result.ecus.items():
+                if report.dtc_count is not None:
+                    expected[address] = can_frames(2 + 2 * report.dtc_count)
+        answers = self.ask_known(bytes([service]), expected)
         for address, data in answers.items():
 
             def decode(a: str = address, d: bytes = data) -> None:
@@ -293,7 +382,12 @@ class _Session:
         got: dict[str, set[int]] = {a: set() for a in wanted}
         if self.is_can:
             for chunk in _chunks(union, MAX_PIDS_PER_REQUEST):
-                for address, data in self.ask(bytes([0x01, *chunk])).items():
+                answering = {
+                    a: can_frames(_service01_answer(mine))
+                    for a, ps in wanted.items()
+                    if (mine := [p for p in chunk if p in ps])
+                }
+                for address, data in self.ask_known(bytes([0x01, *chunk]), answering).items():
                     self.decode_into(address, "Service 01", self._readings_into, got, address, data)
         for address, pids_wanted in wanted.items():
             for pid in pids_wanted:
@@ -332,38 +426,50 @@ class _Session:
         return seen
 
     def read_freeze_frames(self) -> None:
-        """The DTC that stored the frame and the frame's PID bitmap in one request, then the values."""
-        for address, report in list(self.result.ecus.items()):
-            if not report.codes("stored"):
-                continue
-            target = address if self.is_can else None
-            first = b"\x02\x02\x00\x00\x00" if self.is_can else b"\x02\x02\x00"
-            answer = self.ask(first, ecu=target, expect=self.single_frame(1 + 4 + 6))
-            if address not in answer:
-                continue
+        """The DTC that stored the frame and the frame's PID bitmap in one request, then the values.
+
+        Both go out functionally: only ECUs holding a freeze frame answer, so no ECU has to be
+        addressed one by one (which would cost two header commands per ECU and one listening window
+        each). The bitmaps say exactly which values each ECU will send back.
+        """
+        holders = [a for a, report in self.result.ecus.items() if report.codes("stored")]
+        if not holders:
+            return
+        first = b"\x02\x02\x00\x00\x00" if self.is_can else b"\x02\x02\x00"
+        present: dict[str, set[int] | None] = {}
+        for address, data in self.ask_known(first, dict.fromkeys(holders, can_frames(1 + 4 + 6))).items():
+            report = self.result.ecu(address)
             code: str | None = None
-            present: set[int] = set()
+            bitmap: set[int] | None = None
             try:
-                for pid, _frame_no, payload in pids.parse_freeze_frame_multi(answer[address]):
+                for pid, _frame_no, payload in pids.parse_freeze_frame_multi(data):
                     if pid == 0x02:
                         code = pids.decode_freeze_frame_dtc(bytes([0x42, 0x02, 0x00]) + payload)
                     elif pid == 0x00:
-                        present = pids.supported_from_bitmap(0x00, payload)
+                        bitmap = pids.supported_from_bitmap(0x00, payload)
             except DecodeError as exc:
                 report.errors.append(f"freeze frame: {exc}")
                 continue
             if code is None:
                 continue
-            frame = FreezeFrame(dtc=code)
-            report.freeze_frame = frame
-            wanted = [p for p in FREEZE_PIDS if p in present] if present else list(FREEZE_PIDS)
-            step = 3 if self.is_can else 1  # 02 + three (PID, frame) pairs fill a single CAN frame
-            for chunk in _chunks(wanted, step):
-                request = bytes([0x02, *[b for p in chunk for b in (p, 0x00)]])
-                size = 1 + sum(2 + pids.PID_LENGTHS.get(p, 4) for p in chunk)
-                got = self.ask(request, ecu=target, expect=self.single_frame(size))
-                if address in got:
-                    self.decode_into(address, "freeze frame", self._freeze_values, frame, got[address])
+            report.freeze_frame = FreezeFrame(dtc=code)
+            present[address] = bitmap or None
+        wanted = {a: [p for p in FREEZE_PIDS if bits is None or p in bits] for a, bits in present.items()}
+        union = [p for p in FREEZE_PIDS if any(p in ps for ps in wanted.values())]
+        step = 3 if self.is_can else 1  # 02 + three (PID, frame) pairs fill a single CAN frame
+        for chunk in _chunks(union, step):
+            request = bytes([0x02, *[b for p in chunk for b in (p, 0x00)]])
+            frames: dict[str, int] = {}
+            for address, ps in wanted.items():
+                mine = [p for p in chunk if p in ps]
+                if mine and present[address] is not None:
+                    frames[address] = can_frames(1 + sum(2 + pids.PID_LENGTHS.get(p, 4) for p in mine))
+            unknown = any(present[a] is None and any(p in ps for p in chunk) for a, ps in wanted.items())
+            got = self.ask(request) if unknown else self.ask_known(request, frames)
+            for address, data in got.items():
+                frame = self.result.ecu(address).freeze_frame
+                if frame is not None:
+                    self.decode_into(address, "freeze frame", self._freeze_values, frame, data)
 
     @staticmethod
     def _freeze_values(frame: FreezeFrame, data: bytes) -> None:
@@ -380,11 +486,33 @@ class _Session:
             (0x0A, "ECU name", _set_name),
         )
         for itid, what, apply in steps:
-            if not self.ecus_with_infotype(itid):
+            holders = self.ecus_with_infotype(itid)
+            if not holders:
                 continue
-            for address, data in self.ask(bytes([0x09, itid])).items():
+            for address, data in self._ask_infotype(itid, holders).items():
                 report = self.result.ecu(address)
                 self.decode_into(address, what, apply, report, data)
+
+    def _ask_infotype(self, itid: int, holders: list[str]) -> dict[str, bytes]:
+        """``09 itid`` with the frame count wherever the answers' lengths are known beforehand.
+
+        ECU names and the OBFCM record have fixed lengths; an ECU reports one CVN per CALID, so the
+        CVN answers follow from the CALIDs read just before. CALIDs themselves and the PHEV records
+        (1A-1C) have no length known in advance.
+        """
+        lengths: dict[str, int] = {}
+        for address in holders:
+            report = self.result.ecu(address)
+            if itid == 0x0A:
+                lengths[address] = _ECU_NAME_ANSWER
+            elif itid == 0x17:
+                lengths[address] = _OBFCM17_ANSWER
+            elif itid == 0x06 and report.calids:
+                lengths[address] = 3 + 4 * len(report.calids)
+        request = bytes([0x09, itid])
+        if len(lengths) < len(holders):
+            return self.ask(request)
+        return self.ask_known(request, {a: can_frames(n) for a, n in lengths.items()})
 
     def read_uds(self) -> None:
         from obdtool import uds
@@ -394,7 +522,7 @@ class _Session:
             report = self.result.ecu(address)
             uds_report = uds.read_uds_ecu(self.adapter, address)
             report.uds_identification.update(uds_report.identification)
-            report.errors.extend(uds_report.notes)
+            report.errors.extend(note.removeprefix(f"{address}: ") for note in uds_report.notes)
             known = {(d.code[:5], d.kind) for d in report.dtcs}
             for item in uds_report.dtcs:
                 if (item.code[:5], "uds") not in known:
@@ -443,7 +571,7 @@ class _Session:
         for itid, addresses in holders.items():
             if not addresses:
                 continue
-            for address, data in self.ask(bytes([0x09, itid])).items():
+            for address, data in self._ask_infotype(itid, addresses).items():
                 entry = per_ecu.setdefault(address, ObfcmEcuData(address))
                 self.decode_into(address, f"OBFCM {itid:02X}", _obfcm_into, entry, itid, data)
         collected = [e for e in per_ecu.values() if e.itid17 is not None or e.raw]
@@ -518,6 +646,20 @@ def plausibility_warnings(result: ScanResult) -> list[str]:
                     f"OBFCM {entry.address}: {per100:.1f} l/100 km over the lifetime is implausible"
                 )
     return warnings
+
+
+def can_frames(length: int) -> int:
+    """How many CAN frames an ISO-TP message of ``length`` bytes takes (what the ELM327 counts).
+
+    A single frame carries up to 7 bytes; a longer message is a first frame with 6 bytes and
+    consecutive frames with 7 each.
+    """
+    return 1 if length <= 7 else 1 + -(-(length - 6) // 7)
+
+
+def _service01_answer(pids_asked: Iterable[int]) -> int:
+    """Length of a Service 01 answer carrying ``pids_asked``: ``41`` and (PID, value) for each."""
+    return 1 + sum(1 + pids.PID_LENGTHS.get(pid, 4) for pid in pids_asked)
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

@@ -17,7 +17,7 @@ from obdtool.errors import ConfigError
 from obdtool.model import ScanResult
 from obdtool.readout import ReadOptions, read_vehicle
 from obdtool.record import build_visit_record
-from upload.errors import UploadError
+from upload.errors import OutboxError, UploadError
 
 if TYPE_CHECKING:
     from upload.client import UploadClient
@@ -47,9 +47,11 @@ class VisitOutcome:
 
     result: ScanResult
     record: dict[str, Any]
-    record_id: str
+    record_id: str | None
     held: bool
     upload: UploadSummary
+    hold_reason: str | None = None
+    save_error: str | None = None
 
 
 def run_visit(
@@ -59,26 +61,31 @@ def run_visit(
     config: Config,
     outbox: Outbox,
     upload: Callable[[], UploadSummary] | None,
-    hold: bool = False,
+    hold: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> VisitOutcome:
     """Read the car, store the record, then (unless held) hand it to ``upload``.
 
+    :param hold: why this record must stay local (the owner objects to any transfer, ...), or None.
     :raises ConfigError: when no workshop id is configured (the record needs one).
-    :raises upload.errors.OutboxError: when the record cannot be stored; nothing is claimed saved.
+
+    A record that cannot be stored is reported in ``save_error`` (nothing is claimed saved) so
+    that the read-out itself can still be shown.
     """
     if not config.workshop_id:
         raise ConfigError("no workshop id configured: run 'obdtool config set workshop_id <id>'")
     result = read_vehicle(adapter, options, progress=progress)
     record = build_visit_record(result, workshop_id=config.workshop_id)
-    no_vin = result.vin is None
-    record_id: str = outbox.add(record, hold=hold or no_vin)
+    if result.vin is None:
+        hold = "no VIN was read: the record is kept in the outbox but cannot go to the manufacturer"
+    try:
+        record_id: str = outbox.add(record, hold=hold is not None)
+    except OutboxError as exc:
+        return VisitOutcome(result, record, None, False, UploadSummary(), save_error=str(exc))
     summary = UploadSummary()
-    if no_vin:
-        summary.error = "no VIN was read: the record is kept in the outbox but cannot go to the manufacturer"
-    elif not hold and upload is not None:
+    if hold is None and upload is not None:
         summary = upload()
-    return VisitOutcome(result, record, record_id, hold or no_vin, summary)
+    return VisitOutcome(result, record, record_id, hold is not None, summary, hold_reason=hold)
 
 
 def upload_pending(

@@ -5,8 +5,13 @@
 retries what is worth retrying (timeouts, lost connections, 429, 5xx) with capped exponential backoff and
 jitter, and stops at once on what is not (401/403, other 4xx, a certificate that does not verify).
 
+Several records go out together in one ``POST {endpoint}/v1/records:batch`` (up to ``batch_size``): one
+round trip and one durable write at the endpoint instead of one per record, over the one kept-alive
+connection. Each record keeps its own idempotency (its ``record_id``) and gets its own verdict. An endpoint
+without the batch path (404) is asked one record at a time from then on.
+
 :func:`deliver_pending` walks the outbox and records each outcome, so the outbox always says what the
-server has.
+server has. It streams the queue, so its memory does not grow with the number of records waiting.
 
 Transport security is not negotiable: certificates are always verified (a private CA may be *added* through
 ``ca_file``), and plain http is accepted only to this computer's loopback address, for the reference receiver.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import ipaddress
+import itertools
 import json
 import logging
 import math
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -50,7 +56,9 @@ from upload.errors import (
 from upload.outbox import PENDING, Outbox, OutboxEntry
 
 __all__ = [
+    "BATCH_PATH",
     "RECORDS_PATH",
+    "BatchSender",
     "DeliveryReport",
     "Receipt",
     "RecordSender",
@@ -66,10 +74,15 @@ logger = logging.getLogger(__name__)
 RECORDS_PATH: Final = "/v1/records"
 """Path, below the endpoint's base URL, that accepts records (see ``openapi.yaml``)."""
 
+BATCH_PATH: Final = "/v1/records:batch"
+"""Path, below the endpoint's base URL, that accepts several records in one request (see ``openapi.yaml``)."""
+
 _RETRY_STATUSES: Final = frozenset({408, 425, 429})
 _MAX_SERVER_MESSAGE: Final = 300
 _HOST_RE: Final = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$")
-_BATCH_SIZE: Final = 1  # records per request; see _send_batch
+_BATCH_SIZE: Final = 100  # records per batch request: ~250 kB of JSON, far below the 16 MiB a batch may take
+_NO_BATCH_PATH: Final = frozenset({404, 405, 501})  # the endpoint has no batch path: one record at a time
+_BATCH_REFUSED: Final = frozenset({400, 413, 415, 422})  # the batch as a whole was refused: send one by one
 
 CertSpec = str | Path | tuple[str | Path, str | Path]
 """A client certificate: one PEM file holding certificate and key, or a (certificate, key) pair."""
@@ -163,7 +176,8 @@ class DeliveryReport:
     :ivar sent: records now marked sent, including ``duplicates``.
     :ivar duplicates: of those, records the endpoint already had (a previous answer was lost).
     :ivar rejected: records the endpoint refused for good (now in state rejected).
-    :ivar failed: records whose attempt failed and stay pending (at most one: a failure stops the run).
+    :ivar failed: records whose attempt failed and stay pending: one (a failure stops the run), or the
+        records of one batch whose results the endpoint answered outside the contract.
     :ivar remaining: pending records left in the outbox after the run.
     :ivar stopped_by: the error that ended the run early (auth, TLS, network down), else ``None``.
     """
@@ -181,6 +195,24 @@ class RecordSender(Protocol):
 
     def send(self, record: Mapping[str, Any]) -> Receipt:
         """Deliver one record; raise an :class:`~upload.errors.UploadError` subclass on failure."""
+        ...
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """A :class:`RecordSender` that can also deliver several records in one request (``UploadClient``)."""
+
+    @property
+    def batch_size(self) -> int:
+        """How many records to hand to :meth:`send_batch` at once; 1 means one record at a time."""
+        ...
+
+    def send(self, record: Mapping[str, Any]) -> Receipt:
+        """Deliver one record."""
+        ...
+
+    def send_batch(self, records: Sequence[Mapping[str, Any]]) -> list[Receipt | UploadError] | None:
+        """Deliver several records; one outcome each, or ``None``: send them one by one instead."""
         ...
 
 
@@ -298,6 +330,7 @@ class UploadClient:
     :param tool_version: obdtool's version, sent as ``User-Agent: obdtool/<version>``.
     :param proxy: an explicit proxy URL; environment proxy settings are ignored on purpose.
     :param jitter: source of uniform numbers in [0, 1) for the backoff jitter.
+    :param batch_size: records per ``POST /v1/records:batch``; 1 sends every record on its own.
     :raises InsecureEndpointError: the endpoint is not acceptable.
     :raises CredentialError: the token cannot be sent in an HTTP header.
     :raises TlsError: the CA file or client certificate cannot be loaded.
@@ -319,6 +352,7 @@ class UploadClient:
         tool_version: str = "unknown",
         proxy: str | None = None,
         jitter: Callable[[], float] = random.random,
+        batch_size: int = _BATCH_SIZE,
     ) -> None:
         self.endpoint = check_endpoint(endpoint)
         if not isinstance(token, str) or not is_acceptable_token(token):
@@ -328,10 +362,14 @@ class UploadClient:
             )
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         if timeout <= 0 or backoff_base < 0 or backoff_cap < 0:
             raise ValueError("timeout must be positive and backoff values non-negative")
         self._token = Secret(token)
         self._records_url = self.endpoint + RECORDS_PATH
+        self._batch_url = self.endpoint + BATCH_PATH
+        self._batch_size = batch_size
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
@@ -366,6 +404,11 @@ class UploadClient:
         """Close the pooled connections; safe to call twice."""
         self._http.close()
 
+    @property
+    def batch_size(self) -> int:
+        """Records per batch request; 1 once the endpoint has shown it has no batch path."""
+        return self._batch_size
+
     def backoff_delay(self, attempt: int) -> float:
         """Wait before retry number ``attempt`` (1-based), with this client's settings and jitter source."""
         return backoff_delay(attempt, base=self._backoff_base, cap=self._backoff_cap, draw=self._jitter())
@@ -399,18 +442,9 @@ class UploadClient:
         status: int | None = None
         for attempt in range(1, self._max_attempts + 1):
             wait: float | None = None
-            try:
-                response = self._http.post(self._records_url, content=body, headers=headers)
-            except httpx.TransportError as exc:
-                tls_failure = _find_tls_failure(exc)
-                if tls_failure is not None:
-                    raise TlsError(
-                        f"The secure connection to {self.endpoint} failed ({_reason(tls_failure)}); nothing "
-                        f"was sent. Check the endpoint address and its CA certificate."
-                    ) from exc
-                if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError):
-                    raise UploadError(f"The request to {self.endpoint} could not be made ({exc}).") from exc
-                failure, status = _transport_failure(exc, self._timeout), None
+            response = self._post(self._records_url, body, headers)
+            if isinstance(response, str):
+                failure, status = response, None
             else:
                 status = response.status_code
                 outcome = self._interpret(response, record_id)
@@ -439,14 +473,108 @@ class UploadClient:
             status=status,
         )
 
-    def _interpret(self, response: httpx.Response, record_id: str) -> Receipt | tuple[str, float | None]:
-        """A receipt, or (why it failed, server-requested wait) for a retryable answer; raises otherwise."""
+    def send_batch(self, records: Sequence[Mapping[str, Any]]) -> list[Receipt | UploadError] | None:
+        """POST several records to ``/v1/records:batch``; return one outcome per record, in order.
+
+        One round trip for the lot instead of one per record. Each record is judged as if it came alone, its
+        ``record_id`` being its idempotency key, so resending a batch whose answer was lost is as safe as
+        resending one record. Transient failures of the whole request are retried like :meth:`send`'s.
+
+        :returns: per record, its :class:`Receipt` or an :class:`~upload.errors.UploadRejectedError` (400,
+            409, 422 for that record), or an :class:`~upload.errors.UploadRetryableError` for a result the
+            contract does not know; ``None`` when the records must go one by one instead: the endpoint has no
+            batch path (404, 405, 501: this client then stops asking) or refused the batch as a whole (400,
+            413, 415, 422).
+        :raises RecordInvalidError: a record has no usable ``record_id`` or cannot be written as JSON.
+        :raises TlsError: the server's certificate does not verify (never retried).
+        :raises UploadAuthError: 401/403; the token is wrong or lacks permission.
+        :raises UploadRetryableError: timeouts, lost connections, 429 or 5xx outlasted every attempt.
+        :raises UploadError: the server answered something outside the contract (e.g. a redirect).
+        """
+        if self._batch_size < 2:
+            return None
+        ids: list[str] = []
+        parts: list[bytes] = []
+        for record in records:
+            record_id = record.get("record_id")
+            if not isinstance(record_id, str) or not record_id:
+                raise RecordInvalidError("$.record_id", "a record needs a record_id to be uploaded")
+            try:
+                parts.append(
+                    json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+                )
+            except (TypeError, ValueError) as exc:
+                raise RecordInvalidError("$", f"the record cannot be written as JSON ({exc})") from exc
+            ids.append(record_id)
+        body = b'{"records":[' + b",".join(parts) + b"]}"
+        headers = {"Authorization": f"Bearer {self._token.reveal()}", "Content-Type": "application/json"}
+        failure = ""
+        status: int | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            wait: float | None = None
+            response = self._post(self._batch_url, body, headers)
+            if isinstance(response, str):
+                failure, status = response, None
+            else:
+                status = response.status_code
+                if status == 200:
+                    outcomes = self._batch_outcomes(response, ids)
+                    if outcomes is not None:
+                        logger.info("Batch of %d records answered (HTTP 200)", len(ids))
+                        return outcomes
+                    failure = "the server's answer to the batch (HTTP 200) could not be read"
+                elif status in _NO_BATCH_PATH or status in _BATCH_REFUSED:
+                    logger.info(
+                        "The endpoint answered HTTP %d to a batch (%s); sending records one by one",
+                        status,
+                        self._server_message(response),
+                    )
+                    if status != 413:  # too large: smaller batches or single records will do
+                        self._batch_size = 1
+                    return None
+                else:
+                    failure, wait = self._interpret_failure(response)
+            if attempt == self._max_attempts:
+                break
+            delay = self.backoff_delay(attempt) if wait is None else min(wait, self._backoff_cap)
+            logger.info(
+                "Delivery of a batch of %d records failed (%s); attempt %d of %d, next in %.2f s",
+                len(ids),
+                failure,
+                attempt,
+                self._max_attempts,
+                delay,
+            )
+            self._sleep(delay)
+        raise UploadRetryableError(
+            f"A batch of {len(ids)} records could not be delivered after {self._max_attempts} attempts: "
+            f"{failure}. The records stay in the outbox for the next upload.",
+            attempts=self._max_attempts,
+            status=status,
+        )
+
+    def _post(self, url: str, body: bytes, headers: Mapping[str, str]) -> httpx.Response | str:
+        """One POST; the answer, or why the transport failed (worth retrying).
+
+        :raises TlsError: the secure connection failed; nothing was sent.
+        :raises UploadError: the request cannot be made at all (bad proxy, unsupported scheme).
+        """
+        try:
+            return self._http.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            tls_failure = _find_tls_failure(exc)
+            if tls_failure is not None:
+                raise TlsError(
+                    f"The secure connection to {self.endpoint} failed ({_reason(tls_failure)}); nothing "
+                    f"was sent. Check the endpoint address and its CA certificate."
+                ) from exc
+            if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError):
+                raise UploadError(f"The request to {self.endpoint} could not be made ({exc}).") from exc
+            return _transport_failure(exc, self._timeout)
+
+    def _interpret_failure(self, response: httpx.Response) -> tuple[str, float | None]:
+        """An answer without a result: (why, server-requested wait) if worth retrying; raises otherwise."""
         status = response.status_code
-        if status in {200, 201}:
-            receipt = _parse_receipt(response, duplicate=status == 200)
-            if receipt is None:
-                return f"the server's confirmation (HTTP {status}) could not be read", None
-            return receipt
         if status in {401, 403}:
             what = "refused the API token" if status == 401 else "does not allow this API token to upload"
             raise UploadAuthError(
@@ -457,17 +585,68 @@ class UploadClient:
         if status in _RETRY_STATUSES or 500 <= status <= 599:
             wait = parse_retry_after(response.headers.get("Retry-After"))
             return f"the server answered HTTP {status} ({self._server_message(response)})", wait
-        if 400 <= status <= 499:
+        raise UploadError(
+            f"The endpoint answered HTTP {status}, which the upload contract does not allow; check the "
+            f"endpoint address."
+        )
+
+    def _batch_outcomes(
+        self, response: httpx.Response, ids: Sequence[str]
+    ) -> list[Receipt | UploadError] | None:
+        """One outcome per record from a batch answer; ``None`` when the answer does not fit the batch."""
+        try:
+            data = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list) or len(results) != len(ids):
+            return None
+        outcomes: list[Receipt | UploadError] = []
+        for record_id, result in zip(ids, results, strict=True):
+            if not isinstance(result, dict) or result.get("record_id") != record_id:
+                return None
+            status = result.get("status")
+            if status in (200, 201):
+                receipt = _receipt_from(result, duplicate=status == 200)
+                if receipt is None:
+                    return None
+                outcomes.append(receipt)
+            elif isinstance(status, int) and 400 <= status <= 499:
+                message = self._tidy(result.get("message"), "no explanation given")
+                outcomes.append(
+                    UploadRejectedError(
+                        f"The endpoint rejected record {record_id} (HTTP {status}): {message}.",
+                        status=status,
+                        server_message=message,
+                    )
+                )
+            else:
+                outcomes.append(
+                    UploadRetryableError(
+                        f"The endpoint did not store record {record_id} (result {status!r}, which the upload "
+                        f"contract does not allow). It stays in the outbox for the next upload.",
+                        attempts=1,
+                        status=status if isinstance(status, int) else None,
+                    )
+                )
+        return outcomes
+
+    def _interpret(self, response: httpx.Response, record_id: str) -> Receipt | tuple[str, float | None]:
+        """A receipt, or (why it failed, server-requested wait) for a retryable answer; raises otherwise."""
+        status = response.status_code
+        if status in {200, 201}:
+            receipt = _parse_receipt(response, duplicate=status == 200)
+            if receipt is None:
+                return f"the server's confirmation (HTTP {status}) could not be read", None
+            return receipt
+        if 400 <= status <= 499 and status not in {401, 403} and status not in _RETRY_STATUSES:
             message = self._server_message(response)
             raise UploadRejectedError(
                 f"The endpoint rejected record {record_id} (HTTP {status}): {message}.",
                 status=status,
                 server_message=message,
             )
-        raise UploadError(
-            f"The endpoint answered HTTP {status}, which the upload contract does not allow; check the "
-            f"endpoint address."
-        )
+        return self._interpret_failure(response)
 
     def _server_message(self, response: httpx.Response) -> str:
         """The server's ``message`` field (or body text), one line, truncated, with the token masked."""
@@ -479,10 +658,15 @@ class UploadClient:
         if not text:
             with contextlib.suppress(UnicodeDecodeError):
                 text = response.text
-        text = " ".join(text.split()).replace(self._token.reveal(), "<hidden>")
-        if len(text) > _MAX_SERVER_MESSAGE:
-            text = text[: _MAX_SERVER_MESSAGE - 3] + "..."
-        return text.rstrip(".") or response.reason_phrase or "no explanation given"
+        return self._tidy(text, response.reason_phrase or "no explanation given")
+
+    def _tidy(self, text: object, fallback: str) -> str:
+        """Server text made fit to show: one line, truncated, the token masked, no trailing full stop."""
+        line = " ".join(text.split()) if isinstance(text, str) else ""
+        line = line.replace(self._token.reveal(), "<hidden>")
+        if len(line) > _MAX_SERVER_MESSAGE:
+            line = line[: _MAX_SERVER_MESSAGE - 3] + "..."
+        return line.rstrip(".") or fallback
 
 
 def _parse_receipt(response: httpx.Response, *, duplicate: bool) -> Receipt | None:
@@ -490,6 +674,11 @@ def _parse_receipt(response: httpx.Response, *, duplicate: bool) -> Receipt | No
         data = response.json()
     except (ValueError, UnicodeDecodeError):
         return None
+    return _receipt_from(data, duplicate=duplicate)
+
+
+def _receipt_from(data: object, *, duplicate: bool) -> Receipt | None:
+    """A receipt from a decoded answer (or one result of a batch answer), if it holds one."""
     if not isinstance(data, dict):
         return None
     receipt_id, received_at = data.get("receipt_id"), data.get("received_at")
@@ -505,12 +694,28 @@ _Outcome = Receipt | UploadError
 
 def _send_batch(
     sender: RecordSender, entries: Sequence[OutboxEntry]
-) -> Iterator[tuple[OutboxEntry, _Outcome]]:
-    """Deliver one batch and yield one outcome per record, in order.
+) -> list[tuple[OutboxEntry, _Outcome]] | Iterator[tuple[OutboxEntry, _Outcome]]:
+    """Deliver one batch: one outcome per record, in order.
 
-    Today's wire format is one POST per record (batches of ``_BATCH_SIZE`` = 1). A batch endpoint would raise
-    the batch size and replace only this function with one request per batch.
+    Two or more records go to a :class:`BatchSender` in one request, and the answer is a list: the endpoint
+    has judged every record. A failure of that request as a whole is the first record's outcome alone (the
+    run stops there; every record stays pending). When the endpoint has no batch path, or for a plain
+    :class:`RecordSender`, the records go one POST each, lazily (an iterator): a caller that stops after an
+    error that is not about one record also stops the sending.
     """
+    if len(entries) > 1 and isinstance(sender, BatchSender):
+        try:
+            outcomes = sender.send_batch([entry.body for entry in entries])
+        except UploadError as exc:
+            return [(entries[0], exc)]
+        if outcomes is not None:
+            return list(zip(entries, outcomes, strict=True))
+    return _send_each(sender, entries)
+
+
+def _send_each(
+    sender: RecordSender, entries: Sequence[OutboxEntry]
+) -> Iterator[tuple[OutboxEntry, _Outcome]]:
     for entry in entries:
         try:
             yield entry, sender.send(entry.body)
@@ -541,10 +746,16 @@ class _Tally:
     stopped_by: UploadError | None = None
 
 
-def _record_outcome(outbox: Outbox, entry: OutboxEntry, outcome: _Outcome, tally: _Tally) -> None:
-    """Write one delivery outcome to the outbox; an error that is not about this record stops the run."""
+def _record_outcome(
+    outbox: Outbox, entry: OutboxEntry, outcome: _Outcome, tally: _Tally, *, marked: bool = False
+) -> None:
+    """Write one delivery outcome to the outbox; an error that is not about this record stops the run.
+
+    ``marked`` says a receipt is already written (by :meth:`~upload.outbox.Outbox.mark_sent_many`).
+    """
     if isinstance(outcome, Receipt):
-        outbox.mark_sent(entry.record_id, outcome.as_dict())
+        if not marked:
+            outbox.mark_sent(entry.record_id, outcome.as_dict())
         tally.sent += 1
         tally.duplicates += int(outcome.duplicate)
     elif isinstance(outcome, UploadRejectedError | RecordInvalidError):
@@ -553,7 +764,8 @@ def _record_outcome(outbox: Outbox, entry: OutboxEntry, outcome: _Outcome, tally
     else:
         outbox.note_attempt(entry.record_id, str(outcome))
         tally.failed += 1
-        tally.stopped_by = outcome
+        if tally.stopped_by is None:
+            tally.stopped_by = outcome
     tally.done += 1
 
 
@@ -571,30 +783,47 @@ def deliver_pending(
     the record pending and ends the run: the next records would fail the same way. An outbox write error
     propagates; the record then stays pending and its next upload is answered as a duplicate.
 
+    Records go in batches of ``client.batch_size`` when the client is a :class:`BatchSender`. The queue is
+    read as it goes (a few hundred ids at a time), so memory stays flat however many records wait, and each
+    batch is re-read right before it is sent, so a record delivered or erased meanwhile is skipped.
+
     :param progress: called as ``progress(done, total)`` before the first and after every record.
     :param limit: send at most this many records.
     :returns: the counts, and the error that stopped the run early if any.
     """
-    queue = outbox.pending_ids(limit)
-    total = len(queue)
+    total = outbox.count(PENDING)
+    if limit is not None:
+        total = min(total, max(0, int(limit)))
+    queue = itertools.islice((entry.record_id for entry in outbox.iter_entries(state=PENDING)), total)
     tally = _Tally()
     if progress is not None:
         progress(0, total)
-    for start in range(0, total, _BATCH_SIZE):
-        batch = queue[start : start + _BATCH_SIZE]
+    while True:
+        size = client.batch_size if isinstance(client, BatchSender) else 1
+        batch = list(itertools.islice(queue, max(1, size)))
+        if not batch:
+            break
         entries = _still_pending(outbox, batch)
         if len(entries) < len(batch):  # delivered or erased since the queue was read
             tally.done += len(batch) - len(entries)
             if progress is not None:
                 progress(tally.done, total)
-        for entry, outcome in _send_batch(client, entries):
-            _record_outcome(outbox, entry, outcome, tally)
-            if progress is not None:
-                progress(tally.done, total)
-            if tally.stopped_by is not None:
-                break
+        delivered = _send_batch(client, entries)
+        if isinstance(delivered, list):  # the endpoint judged the whole batch: record every verdict
+            outbox.mark_sent_many({e.record_id: o.as_dict() for e, o in delivered if isinstance(o, Receipt)})
+            for entry, outcome in delivered:
+                _record_outcome(outbox, entry, outcome, tally, marked=True)
+                if progress is not None:
+                    progress(tally.done, total)
+        else:
+            for entry, outcome in delivered:
+                _record_outcome(outbox, entry, outcome, tally)
+                if progress is not None:
+                    progress(tally.done, total)
+                if tally.stopped_by is not None:
+                    break
         if tally.stopped_by is not None:
-            logger.warning("Upload stopped: %s", tally.stopped_by)
+            logger.info("Upload stopped: %s", tally.stopped_by)  # the caller gets it in the report
             break
     report = DeliveryReport(
         sent=tally.sent,

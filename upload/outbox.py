@@ -276,6 +276,14 @@ class Outbox:
     def _check_integrity(self, conn: sqlite3.Connection) -> None:
         try:
             rows = conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.OperationalError as exc:
+            if _primary_code(exc) not in _CORRUPT_CODES:
+                # A read-only folder, a full disk or an I/O error is not damage: say what it is.
+                raise self._map_error(exc, "open the outbox") from exc
+            raise OutboxCorruptError(
+                f"The outbox {self.path} is damaged ({exc}); it was left untouched. "
+                f"Keep a copy and ask for support before deleting it."
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise OutboxCorruptError(
                 f"The outbox {self.path} is damaged ({exc}); it was left untouched. "
@@ -494,6 +502,34 @@ class Outbox:
                 (receipt_text, now, now, record_id),
             )
         logger.info("Record %s is delivered", record_id)
+
+    def mark_sent_many(self, receipts: Mapping[str, Mapping[str, Any]]) -> int:
+        """Mark a batch the endpoint confirmed as sent, in one transaction; return how many records changed.
+
+        :meth:`mark_sent` for many records at once, with one durable commit per batch instead of one per
+        record: on a long upload the disk's flush, not the network, is otherwise what sets the pace. Only
+        pending records change; one already sent keeps its first receipt, and one erased meanwhile stays
+        erased.
+
+        :raises OutboxWriteError: the file could not be written; no record of the batch is marked.
+        """
+        if not receipts:
+            return 0
+        now = _timestamp(self._clock())
+        rows = [
+            (json.dumps(dict(receipt), sort_keys=True, separators=(",", ":")), now, now, record_id)
+            for record_id, receipt in receipts.items()
+        ]
+        with self._transaction("mark the records as sent") as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "UPDATE records SET state = 'sent', attempts = attempts + 1, last_error = NULL, receipt = ?, "
+                "sent_at = ?, updated_at = ? WHERE record_id = ? AND state = 'pending'",
+                rows,
+            )
+            changed = conn.total_changes - before
+        logger.info("%d records are delivered", changed)
+        return int(changed)
 
     def mark_rejected(self, record_id: str, message: str) -> None:
         """Park a record the endpoint refused for good, keeping its message; ``requeue`` sends it again.

@@ -6,6 +6,10 @@ and so that a manufacturer has a runnable example of what obdtool expects from t
 * ``POST /v1/records``: Bearer token, JSON body valid against ``record-v1.schema.json``, ``Idempotency-Key``
   equal to the body's ``record_id``. First delivery: 201 with a new receipt; the same record again: 200 with
   the *same* receipt; a different record under a known id: 409.
+* ``POST /v1/records:batch``: up to 500 records in ``{"records": [...]}``; each record is judged exactly as a
+  single POST would judge it (its ``record_id`` is its idempotency key) and the answer (200) lists one result
+  per record, in order: ``status`` 201/200 with the receipt, or 400/409/422 with ``message``. Valid records
+  are stored in one transaction, so a batch costs one durable write, not one per record.
 * ``GET /v1/records`` and ``GET /v1/records/{id}``: what was received (token required).
 * ``GET /v1/health``: liveness, no token.
 
@@ -51,8 +55,11 @@ TOKEN_ENV: Final = "OBDTOOL_RECEIVER_TOKEN"
 """Environment variable holding the receiver's token for :func:`main` (never on the command line)."""
 
 _RECORDS: Final = "/v1/records"
+_BATCH: Final = "/v1/records:batch"
 _HEALTH: Final = "/v1/health"
 _MAX_BODY: Final = 2 * 1024 * 1024
+_MAX_BATCH_BODY: Final = 16 * 1024 * 1024
+_MAX_BATCH_RECORDS: Final = 500
 _STORE_FILE: Final = "received.sqlite3"
 
 
@@ -60,8 +67,9 @@ _STORE_FILE: Final = "received.sqlite3"
 class Faults:
     """Misbehaviour to inject, consumed request by request; change it at run time via ``server.faults``.
 
-    Order per ``POST /v1/records``: ``delay``, then ``reset_next``, ``fail_next``, ``throttle_next``; after
-    the token check ``reject_all``; ``lose_answer_next`` stores the record and then drops the answer.
+    Order per ``POST /v1/records`` (and per ``POST /v1/records:batch``, where a fault hits the whole batch):
+    ``delay``, then ``reset_next``, ``fail_next``, ``throttle_next``; after the token check ``reject_all``;
+    ``lose_answer_next`` stores the record (the batch) and then drops the answer.
 
     :ivar fail_next: answer HTTP 500 to this many POSTs.
     :ivar throttle_next: answer HTTP 429 with ``Retry-After: retry_after`` to this many POSTs.
@@ -70,6 +78,7 @@ class Faults:
     :ivar reset_next: close this many connections without an answer, before storing anything.
     :ivar lose_answer_next: store the record, then close the connection without an answer, this many times.
     :ivar reject_all: answer every valid POST with 422.
+    :ivar no_batch: behave like an endpoint without ``/v1/records:batch`` (404, as for any unknown path).
     """
 
     fail_next: int = 0
@@ -79,10 +88,11 @@ class Faults:
     reset_next: int = 0
     lose_answer_next: int = 0
     reject_all: bool = False
+    no_batch: bool = False
 
 
 def parse_faults(spec: str) -> Faults:
-    """Build :class:`Faults` from e.g. ``"fail=2,throttle=1,retry-after=0.5,delay=0.2,reset=1,reject"``.
+    """Build :class:`Faults` from e.g. ``"fail=2,throttle=1,retry-after=0.5,delay=0.2,reset=1,no-batch"``.
 
     Meant for a ``--fail`` command-line option, so a technician or integrator can rehearse failures.
 
@@ -96,6 +106,7 @@ def parse_faults(spec: str) -> Faults:
         "reset": "reset_next",
         "lose-answer": "lose_answer_next",
         "reject": "reject_all",
+        "no-batch": "no_batch",
     }
     faults = Faults()
     for item in filter(None, (part.strip() for part in spec.split(","))):
@@ -104,7 +115,7 @@ def parse_faults(spec: str) -> Faults:
         if attribute is None:
             raise ValueError(f"unknown fault {name!r}; known: {', '.join(names)}")
         try:
-            if attribute == "reject_all":
+            if attribute in {"reject_all", "no_batch"}:
                 setattr(faults, attribute, value.strip().lower() not in {"0", "false", "no", "off"})
             elif attribute in {"retry_after", "delay"}:
                 setattr(faults, attribute, max(0.0, float(value)))
@@ -121,6 +132,11 @@ def _now_text() -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _canonical(record: Any) -> str:
+    """The form a record is stored and compared in: key order and spacing do not make a new record."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 # -- store ---------------------------------------------------------------------------------------------------
@@ -159,6 +175,32 @@ class _Store:
             )
             return receipt, HTTPStatus.CREATED
 
+    def put_many(self, items: Sequence[tuple[str, str]]) -> list[tuple[dict[str, str], int]]:
+        """:meth:`put` for several records in one transaction: one durable write for a whole batch."""
+        results: list[tuple[dict[str, str], int]] = []
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for record_id, body in items:
+                    row = self._conn.execute(
+                        "SELECT receipt_id, received_at, body FROM received WHERE record_id = ?", (record_id,)
+                    ).fetchone()
+                    if row is not None:
+                        status = HTTPStatus.OK if row[2] == body else HTTPStatus.CONFLICT
+                        results.append(({"receipt_id": row[0], "received_at": row[1]}, status))
+                        continue
+                    receipt = {"receipt_id": str(uuid.uuid4()), "received_at": _now_text()}
+                    self._conn.execute(
+                        "INSERT INTO received (record_id, receipt_id, received_at, body) VALUES (?, ?, ?, ?)",
+                        (record_id, receipt["receipt_id"], receipt["received_at"], body),
+                    )
+                    results.append((receipt, HTTPStatus.CREATED))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return results
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -195,6 +237,10 @@ class _HttpServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
+        # The handler writes the status and headers, then the body: without TCP_NODELAY the body waits for
+        # the client to acknowledge the headers, and a client that delays its ACK adds 40 ms to every answer.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context is not None:
             sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         with self.connections_lock:
@@ -280,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         return False
 
-    def _read_body(self) -> bytes | None:
+    def _read_body(self, limit: int = _MAX_BODY) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             self._error(HTTPStatus.LENGTH_REQUIRED, "Send the body with a Content-Length.")
@@ -291,11 +337,41 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._error(HTTPStatus.LENGTH_REQUIRED, "Send the body with a Content-Length.")
             return None
-        if length < 0 or length > _MAX_BODY:
+        if length < 0 or length > limit:
             self.close_connection = True
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"A record may be at most {_MAX_BODY} bytes.")
+            what = "A record" if limit == _MAX_BODY else "A batch"
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"{what} may be at most {limit} bytes.")
             return None
         return self.rfile.read(length)
+
+    def _faulted(self) -> tuple[bool, bool, bool]:
+        """Apply this POST's injected fault: (answered already, reject every record, lose the answer)."""
+        fault, delay, retry_after, reject_all, lose_answer = self.server.receiver._take_fault()
+        if delay > 0:
+            time.sleep(delay)
+        if fault == "reset":
+            self._drop()
+        elif fault == "fail":
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "Simulated server failure.")
+        elif fault == "throttle":
+            self._send_json(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                {"message": "Too many requests; retry later."},
+                headers=[("Retry-After", f"{retry_after:g}")],
+            )
+        return fault is not None, reject_all, lose_answer
+
+    def _json_body(self, body: bytes) -> tuple[bool, Any]:
+        """Check the content type and parse; (False, None) when an error was answered."""
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "The body must be application/json.")
+            return False, None
+        try:
+            return True, json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, f"The body is not valid JSON ({exc}).", path="$")
+            return False, None
 
     # -- methods -----------------------------------------------------------------------------------------
 
@@ -320,6 +396,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = unquote(urlsplit(self.path).path)
+        if path == _BATCH:
+            self._post_batch()
+            return
         if path != _RECORDS:
             known = path == _HEALTH or path.startswith(_RECORDS + "/")
             self.close_connection = True  # the body is not read
@@ -333,36 +412,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        fault, delay, retry_after, reject_all, lose_answer = receiver._take_fault()
-        if delay > 0:
-            time.sleep(delay)
-        if fault == "reset":
-            self._drop()
-            return
-        if fault == "fail":
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "Simulated server failure.")
-            return
-        if fault == "throttle":
-            self._send_json(
-                HTTPStatus.TOO_MANY_REQUESTS,
-                {"message": "Too many requests; retry later."},
-                headers=[("Retry-After", f"{retry_after:g}")],
-            )
-            return
-        if not self._authorised():
+        answered, reject_all, lose_answer = self._faulted()
+        if answered or not self._authorised():
             return
         key = self.headers.get("Idempotency-Key", "").strip()
         if not key:
             self._error(HTTPStatus.BAD_REQUEST, "The Idempotency-Key header is required.")
             return
-        content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "The body must be application/json.")
-            return
-        try:
-            record = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as exc:
-            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, f"The body is not valid JSON ({exc}).", path="$")
+        parsed, record = self._json_body(body)
+        if not parsed:
             return
         try:
             validate_record(record)
@@ -377,8 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reject_all:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, "This receiver rejects every record.", path="$")
             return
-        canonical = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-        receipt, status = receiver._store_record(key, canonical)
+        receipt, status = receiver._store_records([(key, _canonical(record))])[0]
         if lose_answer:
             self._drop()
             return
@@ -386,6 +443,64 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.CONFLICT, f"A different record with id {key} was already received.")
             return
         self._send_json(status, receipt)
+
+    def _post_batch(self) -> None:
+        """``POST /v1/records:batch``: judge every record as a single POST would, answer one result each."""
+        receiver = self.server.receiver
+        if receiver.faults.no_batch:
+            self.close_connection = True  # the body is not read
+            self._error(HTTPStatus.NOT_FOUND, "Unknown path.")
+            return
+        receiver._count_post()
+        body = self._read_body(_MAX_BATCH_BODY)
+        if body is None:
+            return
+        answered, reject_all, lose_answer = self._faulted()
+        if answered or not self._authorised():
+            return
+        parsed, document = self._json_body(body)
+        if not parsed:
+            return
+        records = document.get("records") if isinstance(document, dict) else None
+        if not isinstance(records, list) or not 1 <= len(records) <= _MAX_BATCH_RECORDS:
+            self._error(
+                HTTPStatus.BAD_REQUEST,
+                f'The body must be {{"records": [...]}} with 1 to {_MAX_BATCH_RECORDS} records.',
+                path="$.records",
+            )
+            return
+        results: list[dict[str, Any]] = []
+        storing: list[tuple[int, str, str]] = []  # (index in results, record_id, canonical body)
+        for index, record in enumerate(records):
+            record_id = record.get("record_id") if isinstance(record, dict) else None
+            result: dict[str, Any] = {"record_id": record_id if isinstance(record_id, str) else None}
+            results.append(result)
+            try:
+                validate_record(record)
+            except RecordInvalidError as exc:
+                result.update(status=int(HTTPStatus.UNPROCESSABLE_ENTITY), message=str(exc), path=exc.path)
+                continue
+            if reject_all:
+                result.update(
+                    status=int(HTTPStatus.UNPROCESSABLE_ENTITY),
+                    message="This receiver rejects every record.",
+                    path="$",
+                )
+                continue
+            storing.append((index, record["record_id"], _canonical(record)))
+        stored = receiver._store_records([(record_id, text) for _, record_id, text in storing])
+        for (index, record_id, _), (receipt, status) in zip(storing, stored, strict=True):
+            if status == HTTPStatus.CONFLICT:
+                results[index].update(
+                    status=int(status),
+                    message=f"A different record with id {record_id} was already received.",
+                )
+            else:
+                results[index].update(status=int(status), **receipt)
+        if lose_answer:
+            self._drop()
+            return
+        self._send_json(HTTPStatus.OK, {"results": results})
 
     def _not_allowed(self) -> None:
         self.close_connection = True
@@ -557,11 +672,13 @@ class ReceiverServer:
                 faults.lose_answer_next -= 1
             return kind, faults.delay, faults.retry_after, faults.reject_all, lose_answer
 
-    def _store_record(self, record_id: str, body: str) -> tuple[dict[str, str], int]:
+    def _store_records(self, items: Sequence[tuple[str, str]]) -> list[tuple[dict[str, str], int]]:
         store = self._store
         if store is None:
             raise RuntimeError("the receiver is not running")
-        return store.put(record_id, body)
+        if len(items) == 1:
+            return [store.put(*items[0])]
+        return store.put_many(items)
 
     def _lookup(self, record_id: str) -> dict[str, Any] | None:
         rows = _read_store(
@@ -583,7 +700,10 @@ class ReceiverServer:
 
     @property
     def post_count(self) -> int:
-        """How many ``POST /v1/records`` arrived since construction, duplicates and failures included."""
+        """How many POSTs of records arrived since construction, duplicates and failures included.
+
+        A ``POST /v1/records:batch`` counts once, however many records it carries.
+        """
         with self._lock:
             return self._post_count
 

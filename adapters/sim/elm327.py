@@ -97,6 +97,16 @@ _HEX_RE = re.compile(r"[0-9A-F]+")
 _FILTER_RE = re.compile(r"[0-9A-FX]{3}|[0-9A-FX]{8}")
 _STOPPED = b"STOPPED"
 
+# One-shot faults (EmulatorFaults.<name>_after) that replace the answer with a status word.
+_STATUS_FAULTS: dict[str, bytes] = {
+    "no_data": b"NO DATA",
+    "can_error": b"CAN ERROR",
+    "bus_init_error": b"BUS INIT: ...ERROR",
+    "stopped": _STOPPED,
+}
+_ONE_SHOT_FAULTS = (*_STATUS_FAULTS, "stall", "noise", "buffer_full", "truncate", "bad_sequence")
+_STALL_S = 3600.0  # a stalled adapter "answers" only after an hour, unless input interrupts it
+
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -115,13 +125,27 @@ class Chunk:
 class TimingModel:
     """How long a real adapter and car take, as data the servers and the benchmark can use.
 
-    Rules: bytes travel at ``baud / 10`` per second; every ECU answers after its response time
-    (the scenario ECU's ``response_ms``, else the scenario's ``timing.ecu_response_ms``, else
-    ``ecu_response_ms`` here); after the last answer the adapter keeps listening for ``AT ST``
-    (``st_ms``), or less with adaptive timing, unless the request's count digit was met; NO DATA
-    costs the whole ``AT ST``; a search costs ``search_ms_can`` per CAN/J1850 protocol tried and
-    ``search_ms_kline`` per K-line init. With ``enabled`` off every delay is zero
-    (``TimingModel.off()``, what the emulator uses when given no model); ``TimingModel()`` is on.
+    Rules (the ELM327's, as ``shared/reference/obd-facts.md`` section 3.3 lists them):
+
+    * Bytes travel at ``baud / 10`` per second (8N1: ten bits a byte), both ways: the servers hold a
+      command back until its last byte would have arrived, and print output as one stream, so a
+      frame that arrives while the previous line is still being printed waits for the line.
+    * Every ECU answers after its response time (the scenario ECU's ``response_ms``, else the
+      scenario's ``timing.ecu_response_ms``, else ``ecu_response_ms`` here); the frames of a
+      multi-frame answer follow ``frame_gap_ms`` apart (``legacy_frame_gap_ms`` off CAN).
+    * After the last answer the adapter keeps listening for ``AT ST`` (``st_ms``, 200 ms by default,
+      ``AT ST 00`` restores it) in case another ECU answers; adaptive timing (``AT AT1``/``AT AT2``)
+      shortens that wait toward a multiple of the gaps it has measured, ``AT ST`` staying the
+      maximum. A request's response-count digit ends the request as soon as that many frames are in,
+      without any wait. NO DATA (nobody answers) costs the whole ``AT ST``.
+    * A search tries protocols in :data:`SEARCH_ORDER` (the stored one first): each CAN or J1850
+      protocol that does not answer costs ``search_ms_can``, each K-line init ``search_ms_kline``
+      (a 5-baud address byte alone takes two seconds). The protocol that answers costs only its bus
+      init (K-line) and the ECU's answer, as on a real adapter, which stops searching at the first
+      answer. ``AT Z`` and ``AT WS`` take ``reset_ms``; ``AT D`` and other AT commands answer at once.
+
+    With ``enabled`` off every delay is zero (``TimingModel.off()``, what the emulator uses when
+    given no model); ``TimingModel()`` is on.
     """
 
     baud: int = 38400
@@ -165,6 +189,18 @@ class EmulatorFaults:
     lowercase: bool = False  # prints hex digits in lowercase
     blank_lines: bool = False  # stray blank lines between answer lines
     padding_quirk: bool = False  # prints the CAN padding after single frames (like pyobd257)
+    no_echo: bool = False  # never echoes, not even before AT E0 (some clones)
+    no_warm_start: bool = False  # answers ? to AT WS, so the host has to fall back to AT Z (old clones)
+    # One-shot faults: the first N OBD requests are answered well, the next one (N + 1) goes wrong.
+    noise_after: int | None = None  # line noise: a few stray bytes with the high bit set in the answer
+    truncate_after: int | None = None  # the first multi-frame CAN answer from then on loses its last frame
+    bad_sequence_after: int | None = None  # ... numbers its first consecutive frame 2: a frame "lost"
+    no_data_after: int | None = None  # NO DATA instead of the answer
+    can_error_after: int | None = None  # CAN ERROR
+    bus_init_error_after: int | None = None  # BUS INIT: ...ERROR
+    buffer_full_after: int | None = None  # the answer is cut short by BUFFER FULL
+    stopped_after: int | None = None  # STOPPED instead of the answer
+    stall_after: int | None = None  # no answer and no prompt until the host sends a character (STOPPED)
 
 
 @dataclass(slots=True)
@@ -297,6 +333,7 @@ class Elm327Emulator:
         self._adaptive_ms: float | None = None
         self._buffer = bytearray()
         self._last_command: str | None = None
+        self._armed: str | None = None  # a multi-frame fault waiting for the next multi-frame answer
 
     # -- the byte interface ----------------------------------------------------------------------
 
@@ -369,6 +406,8 @@ class Elm327Emulator:
         return self._obd(raw, command, interrupted=interrupted)
 
     def _echo(self, raw: str) -> bytes:
+        if self.faults.no_echo:
+            return b""
         if self.settings.echo or self.faults.echo_quirk:
             return raw.encode("ascii", "replace") + self._eol
         return b""
@@ -383,6 +422,8 @@ class Elm327Emulator:
 
     def _at(self, raw: str, cmd: str) -> list[Chunk]:
         s = self.settings
+        if cmd == "WS" and self.faults.no_warm_start:
+            return self._respond(raw, ["?"])
         if cmd in ("Z", "WS"):
             echo = self._echo(raw)
             self._reset()
@@ -503,6 +544,17 @@ class Elm327Emulator:
             out.emit(echo)
         if not self._open_link(out):
             return self._finish(out, interrupted)
+        fault = self._one_shot_fault()
+        if fault in _STATUS_FAULTS:
+            out.wait(self.settings.st_ms)
+            out.emit(_STATUS_FAULTS[fault] + self._eol, abortable=True)
+            out.emit(self._eol + b">")
+            return self._finish(out, interrupted)
+        if fault == "stall":
+            out.chunks.append(Chunk(_STALL_S, b"NO DATA" + self._eol * 2 + b">", abortable=True))
+            return self._finish(out, interrupted)
+        if fault in ("truncate", "bad_sequence"):
+            self._armed = fault
         if f.garbage:
             self._send(data)  # the car hears the request; the answer is what goes wrong
             noise = random.Random(self.obd_requests).randbytes(16)
@@ -516,7 +568,39 @@ class Elm327Emulator:
             out.emit(self._eol + b">")
             return self._finish(out, interrupted)
         self._print_answers(answers, count, out)
+        if fault == "noise":
+            self._add_noise(out)
+        elif fault == "buffer_full":
+            out.chunks.insert(len(out.chunks) - 1, Chunk(0.0, b"BUFFER FULL" + self._eol, abortable=True))
         return self._finish(out, interrupted)
+
+    def _one_shot_fault(self) -> str | None:
+        """The one-shot fault due at this OBD request (see EmulatorFaults), if any."""
+        for name in _ONE_SHOT_FAULTS:
+            after = getattr(self.faults, f"{name}_after")
+            if after is not None and self.obd_requests == after + 1:
+                _log.debug("injecting %s at request %d", name, self.obd_requests)
+                return name
+        return None
+
+    def _add_noise(self, out: _Output) -> None:
+        """Line noise on a loose connector: a few bytes with the high bit set inside the answer text.
+
+        High-bit bytes are what a UART framing error produces; they never form a ``>`` or a CR, so the
+        answer keeps its shape and only its characters are wrong.
+        """
+        rng = random.Random(self.obd_requests)
+        for index, chunk in enumerate(out.chunks):
+            end = chunk.data.find(b">")
+            room = len(chunk.data) if end < 0 else end
+            if room < 4:
+                continue
+            data = bytearray(chunk.data)
+            for _ in range(rng.randint(2, 4)):
+                data.insert(rng.randrange(1, room), 0x80 | rng.randrange(0x80))
+                room += 1
+            out.chunks[index] = Chunk(chunk.delay_s, bytes(data), chunk.abortable)
+            return
 
     def _max_request_bytes(self) -> int:
         s = self.settings
@@ -544,11 +628,13 @@ class Elm327Emulator:
             preferred = s.protocol if s.protocol != "0" else None
             order = [preferred, *(p for p in SEARCH_ORDER if p != preferred)] if preferred else SEARCH_ORDER
             for protocol in order:
-                out.wait(self._try_cost(protocol))
                 if protocol == car_protocol and not self.faults.ignition_off:
+                    if protocol in _KLINE:
+                        out.wait(self.timing.search_ms_kline)  # the init itself; CAN needs none
                     s.protocol = protocol
                     self.connected = True
                     return True
+                out.wait(self._try_cost(protocol))
             out.emit(b"...UNABLE TO CONNECT" + eol, abortable=True)
             out.emit(eol + b">")
             return False
@@ -739,6 +825,8 @@ class Elm327Emulator:
         """Printed lines per CAN frame of one message (a frame may print two lines with H0)."""
         s = self.settings
         frames = isotp_frames(message)
+        if self._armed is not None and len(frames) > 1:
+            frames = self._mangle(frames)
         if not s.caf and not s.flow_control:
             frames = frames[:1]  # no flow control: the ECU never sends its consecutive frames
         header = self._can_header(ecu) if s.headers else ""
@@ -762,6 +850,14 @@ class Elm327Emulator:
                 label = f"{frame[0] & 0x0F:X}:"
                 pieces.append([label + sep + self._frame_line("", padded[1:]).lstrip()])
         return pieces
+
+    def _mangle(self, frames: list[bytes]) -> list[bytes]:
+        """Break one multi-frame answer as the armed fault says: lose its last frame, or misnumber one."""
+        fault, self._armed = self._armed, None
+        _log.debug("injecting %s into a %d-frame answer", fault, len(frames))
+        if fault == "truncate":
+            return frames[:-1]
+        return [frames[0], bytes([0x22]) + frames[1][1:], *frames[2:]]
 
     def _legacy_lines(self, ecu: VirtualEcu, message: bytes) -> list[list[str]]:
         """Printed lines of one K-line/J1850 answer, header and check byte shown with AT H1."""

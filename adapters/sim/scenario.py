@@ -25,6 +25,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "find_scenario",
+    "key_line",
     "load_scenario",
     "scenario_dir",
 ]
@@ -68,7 +69,14 @@ _VIN_RE = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
 
 
 class ScenarioError(AdapterSpecError):
-    """A scenario file cannot be used; the message names the file and the key or line."""
+    """A scenario file cannot be used; the message names the file, the line and the key.
+
+    ``key`` is the dotted path of the offending value (``ecus[1].stored``), when there is one.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +176,82 @@ def load_scenario(name_or_path: str) -> Scenario:
     """
     path = find_scenario(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot be read ({exc})") from exc
-    return parse_scenario(raw, path=path)
+    try:
+        return parse_scenario(raw, path=path)
+    except ScenarioError as exc:
+        line = key_line(text, exc.key) if exc.key else None
+        prefix = f"{path}: "
+        if line is None or not str(exc).startswith(prefix):
+            raise
+        raise ScenarioError(f"{path}, line {line}: {str(exc)[len(prefix) :]}", exc.key) from None
+
+
+_TABLE_RE = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(?:#.*)?")
+_KEY_RE = re.compile(r"\s*([A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*)\s*=")
+
+
+def _key_segments(key: str) -> list[str | int]:
+    """``ecus[1].freeze_frame.dtc`` -> ``["ecus", 1, "freeze_frame", "dtc"]``."""
+    segments: list[str | int] = []
+    for part in key.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            segments.append(name)
+        for index in re.findall(r"(\d+)\]", "[" + rest if rest else ""):
+            segments.append(int(index))
+    return segments
+
+
+def key_line(text: str, key: str) -> int | None:
+    """The line of ``text`` (TOML) where the value at ``key`` (``ecus[1].stored``) is written.
+
+    A line-oriented reading of the TOML tables and keys, enough for scenario files: it follows
+    ``[table]`` and ``[[array]]`` headers (counting array entries) and ``key = value`` lines, dotted keys
+    included. A key inside an inline table or array gives the line of the key that holds it; a key that
+    is not written at all (a missing value) gives the line of its table's header. ``None`` when neither
+    is found.
+    """
+    target = _key_segments(key)
+    arrays: dict[tuple[str | int, ...], int] = {}
+    current: list[str | int] = []
+    fallback: int | None = None
+
+    def resolve(names: list[str]) -> list[str | int]:
+        path: list[str | int] = []
+        for name in names:
+            path.append(name)
+            count = arrays.get(tuple(path))
+            if count is not None:
+                path.append(count)
+        return path
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        table = _TABLE_RE.fullmatch(line)
+        if table is not None:
+            names = [n.strip() for n in table[2].split(".")]
+            if table[1] == "[[":
+                parent = [*resolve(names[:-1]), names[-1]]
+                arrays[tuple(parent)] = arrays.get(tuple(parent), -1) + 1
+                current = [*parent, arrays[tuple(parent)]]
+            else:
+                current = resolve(names)
+            if target[: len(current)] == current or current[: len(target)] == target:
+                fallback = fallback or number
+                if current == target:
+                    return number
+            continue
+        assignment = _KEY_RE.match(line)
+        if assignment is not None:
+            path = [*current, *(n.strip() for n in assignment[1].split("."))]
+            if target[: len(path)] == path:
+                return number
+    return fallback
 
 
 class _Reader:
@@ -186,7 +264,7 @@ class _Reader:
         self.used: set[str] = set()
 
     def fail(self, key: str, why: str) -> ScenarioError:
-        return ScenarioError(f"{self.origin}: {self.where}{key}: {why}")
+        return ScenarioError(f"{self.origin}: {self.where}{key}: {why}", f"{self.where}{key}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         self.used.add(key)
@@ -340,6 +418,9 @@ def parse_scenario(raw: dict[str, Any], *, path: Path | None = None) -> Scenario
     ecu_tables = top.get("ecus", list, [])
     if not ecu_tables:
         raise top.fail("ecus", "a car needs at least one ECU ([[ecus]] table)")
+    for index, table in enumerate(ecu_tables):
+        if not isinstance(table, dict):
+            raise top.fail(f"ecus[{index}]", f"expected a table ([[ecus]]), got {type(table).__name__}")
     legacy = protocol not in CAN_PROTOCOLS
     ecus = tuple(_ecu(t, i, origin, legacy=legacy) for i, t in enumerate(ecu_tables))
     addresses = [e.address for e in ecus]

@@ -54,23 +54,39 @@ class _Pump:
         self.stopping = stopping
 
     def run(self, fd: int, read: Callable[[], bytes], write: Callable[[bytes], int]) -> str:
-        """Serve the connection on ``fd``; returns why it ended (``eof``, ``stop``, ``disconnect``)."""
+        """Serve the connection on ``fd``; returns why it ended (``eof``, ``stop``, ``disconnect``).
+
+        With timing on, both directions move at the serial rate: a line reaches the adapter only when
+        its last byte would have (``transmit_s`` after the client wrote it), and output leaves as one
+        stream. A chunk's delay counts from the moment the adapter decided to print the chunk before
+        it (the ECU answering, the frame gap, the listening window), not from the moment that chunk
+        finished crossing the link: a real adapter receives the next CAN frame while it is still
+        printing the previous one.
+        """
         timing = self.emulator.timing
         pending: deque[Chunk] = deque()
         inbox = bytearray()
-        deadline: float | None = None
+        inbox_ready = 0.0  # when the client's bytes so far have all reached the adapter
+        event_at = 0.0  # when the adapter decided to print the previous chunk
+        line_free = 0.0  # when the adapter's output line is idle again
+        deadline: float | None = None  # when the head chunk has completely crossed the link
         while not self.stopping.is_set():
-            if not pending and inbox:
-                pending.extend(self.emulator.feed(bytes(inbox)))
-                inbox.clear()
-                if self.emulator.disconnect_requested:
-                    return _DISCONNECT
-                continue
             timeout: float | None = None
+            if not pending and inbox:
+                now = time.monotonic()
+                if now >= inbox_ready:
+                    pending.extend(self.emulator.feed(bytes(inbox)))
+                    inbox.clear()
+                    event_at = inbox_ready
+                    if self.emulator.disconnect_requested:
+                        return _DISCONNECT
+                    continue
+                timeout = inbox_ready - now
             if pending:
                 if deadline is None:
                     head = pending[0]
-                    deadline = time.monotonic() + head.delay_s + timing.transmit_s(len(head.data))
+                    event_at += head.delay_s
+                    deadline = max(event_at, line_free) + timing.transmit_s(len(head.data))
                 timeout = max(0.0, deadline - time.monotonic())
             readable, _, _ = select.select([fd, self.wake_fd], [], [], timeout)
             if self.wake_fd in readable:
@@ -85,15 +101,18 @@ class _Pump:
                 if not data:
                     return _EOF
                 _log.debug("client -> adapter %r", data)
-                waiting = deadline is not None and time.monotonic() < deadline
+                now = time.monotonic()
+                waiting = deadline is not None and now < deadline
                 if pending and pending[0].abortable and waiting and _interrupts(data):
                     pending = deque(self.emulator.interrupt())
                     deadline = None
+                    event_at = now
                 inbox += data
+                inbox_ready = max(now, inbox_ready) + timing.transmit_s(len(data))
                 continue
             if pending and deadline is not None and time.monotonic() >= deadline:
                 chunk = pending.popleft()
-                deadline = None
+                line_free, deadline = deadline, None
                 if not self._write_all(fd, write, chunk.data):
                     return _EOF if not self.stopping.is_set() else _STOP
         return _STOP

@@ -250,3 +250,14 @@ def test_outbox_export_and_purge_by_vin(
     assert refused.exit_code == 2  # an erasure needs an explicit yes
     assert "removed 1" in _cli("outbox", "purge", "--vin", vin, "--yes", env=env).stdout
     assert json.loads(_cli("outbox", "list", "--json", env=env).stdout) == []
+
+
+def test_a_simulated_car_is_never_sent_to_a_real_endpoint(memory_keyring: MemoryKeyring) -> None:
+    env = {"OBDTOOL_ENDPOINT": "https://obfcm.manufacturer.invalid/api", "OBDTOOL_WORKSHOP_ID": "NO-OSL-0042"}
+    result = _cli("check", "--adapter", "sim:petrol", "--obfcm", "accepted", "--json", env=env)
+    assert result.exit_code == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["held"] is True and "simulated" in doc["hold_reason"]
+    assert doc["upload"]["attempted"] is False
+    with Outbox(default_outbox_path()) as box:
+        assert box.get(doc["record_id"]).state == "held"

@@ -36,6 +36,7 @@ from adapters.errors import (
     BusInitError,
     CanBusError,
     CommandRejectedError,
+    FramingError,
     LinkError,
     LinkTimeoutError,
     StoppedError,
@@ -76,7 +77,8 @@ PROBE_29 = "18DAF110064100BE3FA813"
 PROBE_KWP = "86F1124100983B2013D0"
 VIN_TEXT = "7E81014490201575030\r7E8215A5A5A39395A54\r7E82253333932313234"  # ATS0: no spaces
 VIN = b"\x49\x02\x01WP0ZZZ99ZTS392124"
-INIT = ["ATWS", "ATE0", "ATL0", "ATS0", "ATH1", "ATAT1", "ATCAF1"]
+CONFIGURE = ["ATE0", "ATL0", "ATS0", "ATH1", "ATAT1", "ATCAF1"]
+INIT = ["ATD", "ATI", *CONFIGURE]
 
 
 class ScriptedElm:
@@ -332,10 +334,15 @@ def test_open_sends_the_init_sequence_and_never_sleeps(
     with on_pty(server) as adapter:
         info = adapter.info
     assert time.monotonic() - started < 1.0
-    assert elm.received == [*INIT, "ATSP0", "0100", "ATDPN", "ATDP"]
+    assert elm.received == [*INIT, "ATST19", "ATSP0", "0100", "ATDPN"]
     assert info.kind == "elm327"
     assert info.description == f"ELM327 v1.5 on {server.path}"
-    assert (info.protocol, info.protocol_id, info.is_can) == ("ISO 15765-4 (CAN 11/500)", "6", True)
+    assert (info.protocol, info.protocol_id, info.is_can) == (
+        "ISO 15765-4 CAN (11 bit ID, 500 kbaud)",
+        "6",
+        True,
+    )
+    assert info.probe_replies == (EcuReply("7E8", bytes.fromhex("4100BE3FA813")),)
 
 
 def test_open_over_tcp(tcp_elm: Callable[..., tuple[ScriptedElm, TcpElm]]) -> None:
@@ -361,8 +368,8 @@ def test_remembered_protocol_skips_the_search(
     elm.received.clear()
     with on_pty(server, remember=memory) as adapter:
         assert adapter.info.protocol_id == "8"
-        assert adapter.info.protocol == "ISO 15765-4 (CAN 11/250)"
-    assert elm.received == [*INIT, "ATTP8", "0100", "ATDPN", "ATDP"]
+        assert adapter.info.protocol == "ISO 15765-4 CAN (11 bit ID, 250 kbaud)"
+    assert elm.received == [*INIT, "ATST19", "ATTP8", "0100"]  # after ATTP 8 the adapter speaks 8
 
 
 def test_remembered_protocol_that_fails_falls_back_to_the_search(
@@ -373,7 +380,7 @@ def test_remembered_protocol_that_fails_falls_back_to_the_search(
     memory.put(f"{server.path}|ELM327 v1.5", "5")  # last car was on K-line
     with on_pty(server, remember=memory) as adapter:
         assert adapter.info.protocol_id == "6"
-    assert elm.received == [*INIT, "ATTP5", "0100", "ATSP0", "0100", "ATDPN", "ATDP"]
+    assert elm.received == [*INIT, "ATTP5", "0100", "ATST19", "ATSP0", "0100", "ATDPN"]
     assert memory.get(f"{server.path}|ELM327 v1.5") == "6"
 
 
@@ -403,8 +410,51 @@ def test_busy_adapter_is_stopped_at_open(pty_elm: Callable[..., tuple[ScriptedEl
     elm.busy = True  # e.g. left in monitor mode by another program
     with on_pty(server) as adapter:
         assert adapter.info.protocol_id == "6"
-    # "A" of ATWS interrupted it; "TWS" was answered "?"; the second ATWS found the adapter ready.
-    assert elm.received[:3] == ["TWS", "ATWS", "ATE0"]
+    # "A" of ATD interrupted it; "TD" was answered "?"; the second ATD found the adapter ready.
+    assert elm.received[:3] == ["TD", "ATD", "ATI"]
+
+
+def test_adapter_that_refuses_atd_gets_a_warm_start(
+    pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]],
+) -> None:
+    elm, server = pty_elm(ScriptedElm({"ATD": "?"}))
+    with on_pty(server) as adapter:
+        assert adapter.info.description.startswith("ELM327 v1.5 on ")
+    assert elm.received[:3] == ["ATD", "ATWS", "ATE0"]
+
+
+def test_adapter_whose_ati_names_nothing_gets_a_warm_start(
+    pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]],
+) -> None:
+    elm, server = pty_elm(ScriptedElm({"ATI": ""}))
+    with on_pty(server) as adapter:
+        assert adapter.info.description.startswith("ELM327 v1.5 on ")  # from the warm start's banner
+    assert elm.received[:4] == ["ATD", "ATI", "ATWS", "ATE0"]
+
+
+def test_the_probe_answers_are_kept_for_the_read_out(
+    pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]], tmp_path: Path
+) -> None:
+    two = f"{PROBE_11}\r7E9064100BE1FA813"
+    elm, server = pty_elm(ScriptedElm(car={"6": two}))
+    memory = ProtocolMemory(tmp_path / "protocols.json")
+    memory.put(f"{server.path}|ELM327 v1.5", "6")
+    with on_pty(server, remember=memory) as adapter:
+        assert adapter.info.probe_replies == (
+            EcuReply("7E8", bytes.fromhex("4100BE3FA813")),
+            EcuReply("7E9", bytes.fromhex("4100BE1FA813")),
+        )
+    assert elm.received.count("0100") == 1
+
+
+@pytest.mark.parametrize(("protocol", "probe", "timer"), [("6", PROBE_11, ["ATST19"]), ("5", PROBE_KWP, [])])
+def test_the_timer_is_100_ms_on_can_and_the_adapter_default_elsewhere(
+    pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]], protocol: str, probe: str, timer: list[str]
+) -> None:
+    elm, server = pty_elm(ScriptedElm(car={protocol: probe}))
+    with on_pty(server, protocol_hint=protocol) as adapter:
+        adapter.request(b"\x01\x00")
+    assert elm.received == [*INIT, *timer, f"ATTP{protocol}", "0100", "0100"]
 
 
 def test_adapter_that_keeps_echo_on(pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]]) -> None:
@@ -523,7 +573,7 @@ def test_timeout_sets_the_adapter_timer_only_when_it_changes(
         adapter.request(b"\x01\x00", timeout=0.5)
         adapter.request(b"\x01\x00")
         adapter.request(b"\x01\x00", timeout=5)
-    assert elm.received == ["ATST7D", "0100", "0100", "ATST00", "0100", "ATSTFF", "0100"]
+    assert elm.received == ["ATST7D", "0100", "0100", "ATST19", "0100", "ATSTFF", "0100"]
 
 
 def test_st_ms_is_sent_at_open(pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]]) -> None:
@@ -616,7 +666,7 @@ def test_low_voltage_reset_reconfigures_the_adapter(
             adapter.request(b"\x01\x0c")
         assert caught.value.status == "LV RESET"
         assert adapter.request(b"\x01\x0c") == [EcuReply("7E8", bytes.fromhex("410C1AF8"))]
-    assert elm.received == ["010C", *INIT[1:], "ATTP6", "010C"]
+    assert elm.received == ["010C", *CONFIGURE, "ATTP6", "ATST19", "010C"]
 
 
 def test_response_pending_then_answer(pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]]) -> None:
@@ -625,6 +675,18 @@ def test_response_pending_then_answer(pty_elm: Callable[..., tuple[ScriptedElm, 
         assert adapter.request(b"\x11\x01", ecu="7ED") == [EcuReply("7ED", b"\x51\x01")]
         with pytest.raises(LinkTimeoutError, match="response pending"):
             adapter.request(b"\x27\x11", ecu="7ED")
+
+
+def test_response_pending_counted_as_the_answer_is_a_count_too_low(
+    pty_elm: Callable[..., tuple[ScriptedElm, PtyElm]],
+) -> None:
+    # An adapter that counts the "response pending" line stops before the real answer.
+    elm, server = pty_elm(ScriptedElm({"032": "7E8037F0378\r7E90443010715", "03": "7E90443010715"}))
+    with opened(server) as adapter:
+        with pytest.raises(FramingError, match="response pending"):
+            adapter.request(b"\x03", expect=2)
+        assert adapter.request(b"\x03") == [EcuReply("7E9", bytes.fromhex("43010715"))]
+    assert elm.received[-2:] == ["032", "03"]
 
 
 def test_tcp_socket_closed_mid_request(tcp_elm: Callable[..., tuple[ScriptedElm, TcpElm]]) -> None:
@@ -720,7 +782,7 @@ def test_baud_rate_detection_tries_rates_in_order() -> None:
     with Elm327Adapter(lambda: line) as adapter:
         assert adapter.info.protocol_id == "6"
     assert line.tried == [38400, 9600, 115200]
-    assert elm.received[:2] == ["ATI", "ATWS"]
+    assert elm.received[:3] == ["ATI", "ATD", "ATI"]
 
 
 def test_baud_rate_detection_gives_up_with_the_rates_tried() -> None:
@@ -859,5 +921,5 @@ def test_debug_log_shows_raw_traffic(
     _, server = pty_elm()
     with caplog.at_level(logging.DEBUG, logger="adapters.elm327"), opened(server):
         pass
-    assert "b'ATWS\\r'" in caplog.text
+    assert "b'ATD\\r'" in caplog.text
     assert "ELM327 v1.5" in caplog.text

@@ -91,7 +91,9 @@ def test_several_records_and_a_flaky_server(
     progress: list[tuple[int, int]] = []
 
     report = deliver_pending(
-        outbox, make_client(receiver.url), progress=lambda done, total: progress.append((done, total))
+        outbox,
+        make_client(receiver.url, batch_size=1),  # one POST per record
+        progress=lambda done, total: progress.append((done, total)),
     )
 
     assert (report.sent, report.duplicates, report.remaining) == (5, 1, 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import upload.errors as errors
-from upload.receiver import _HEALTH, _RECORDS
+from upload.receiver import _BATCH, _HEALTH, _RECORDS
 
 PACKAGE = Path(__file__).resolve().parents[2] / "upload"
 
@@ -74,7 +74,7 @@ def test_openapi_document_covers_the_receiver() -> None:
     text = resources.files("upload").joinpath("openapi.yaml").read_text(encoding="utf-8")
     assert text.startswith("openapi: 3.1")
     paths = set(re.findall(r"^  (/\S+):$", text, flags=re.MULTILINE))
-    assert paths == {_RECORDS, _RECORDS + "/{record_id}", _HEALTH}
+    assert paths == {_RECORDS, _BATCH, _RECORDS + "/{record_id}", _HEALTH}
     assert "$ref: ./record-v1.schema.json" in text
     assert "Idempotency-Key" in text
     assert "Retry-After" in text
