@@ -16,7 +16,6 @@ Exit codes (documented in the README; scripts branch on them):
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -161,6 +160,8 @@ def _outbox() -> Outbox:
 
 
 def _print_json(doc: Any) -> None:
+    import json
+
     click.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
 
 
@@ -773,6 +774,8 @@ def outbox_purge(older_than_days: int | None, vin: str | None, yes: bool) -> Non
 def outbox_export(vin: str, output: Path | None) -> None:
     """Export every record of one VIN as JSON, for the owner's right of access."""
     with _outbox() as box:
+        import json
+
         doc = json.dumps(box.export_vin(vin), indent=2, ensure_ascii=False)
     if output:
         output.write_text(doc + "\n", encoding="utf-8")

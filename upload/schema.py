@@ -143,6 +143,8 @@ def validate_record(doc: Mapping[str, Any]) -> None:
     if not isinstance(doc, Mapping):
         raise RecordInvalidError("$", "a record must be a JSON object")
     _check_plain_json(dict(doc), [])
+    if _validator().is_valid(dict(doc)):
+        return  # the common case; collecting every error to pick the best one costs ~3x as much
     error = best_match(_validator().iter_errors(dict(doc)))
     if error is not None:
         path, reason = _describe(error)
