@@ -73,6 +73,7 @@ from adapters.errors import (
     UnableToConnectError,
 )
 from adapters.link import BaudRateLink, Link, SerialLink, TcpLink
+from adapters.protocols import CAN_29BIT_PROTOCOLS, PROTOCOL_NAMES
 
 __all__ = [
     "BAUD_RATES",
@@ -85,22 +86,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: ELM327 protocol numbers (``ATSP``/``ATTP``/``ATDPN``) and their names.
-PROTOCOL_NAMES: dict[str, str] = {
-    "1": "SAE J1850 PWM (41.6 kbaud)",
-    "2": "SAE J1850 VPW (10.4 kbaud)",
-    "3": "ISO 9141-2 (5 baud init, 10.4 kbaud)",
-    "4": "ISO 14230-4 KWP (5 baud init, 10.4 kbaud)",
-    "5": "ISO 14230-4 KWP (fast init, 10.4 kbaud)",
-    "6": "ISO 15765-4 CAN (11 bit ID, 500 kbaud)",
-    "7": "ISO 15765-4 CAN (29 bit ID, 500 kbaud)",
-    "8": "ISO 15765-4 CAN (11 bit ID, 250 kbaud)",
-    "9": "ISO 15765-4 CAN (29 bit ID, 250 kbaud)",
-    "A": "SAE J1939 CAN (29 bit ID, 250 kbaud)",
-    "B": "USER1 CAN (11 bit ID, 125 kbaud)",
-    "C": "USER2 CAN (11 bit ID, 50 kbaud)",
-}
-_CAN_29 = frozenset("79A")
+_CAN_29 = CAN_29BIT_PROTOCOLS
 _CAN = frozenset("6789ABC")
 _J1850 = frozenset("12")
 

@@ -62,6 +62,7 @@ from adapters.errors import (
     StoppedError,
     UnableToConnectError,
 )
+from adapters.protocols import j1850_crc
 
 __all__ = [
     "HEADERLESS_CAN",
@@ -472,16 +473,6 @@ def _headerless_can(lines: Iterable[str]) -> list[EcuReply]:
             f"the multi-line answer stopped after {len(assembly.data)} of {assembly.expected} bytes"
         )
     return replies
-
-
-def j1850_crc(data: bytes) -> int:
-    """SAE J1850 CRC-8 (polynomial 0x1D, initial value 0xFF, inverted result)."""
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1D) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc ^ 0xFF
 
 
 def _legacy_with_headers(lines: Iterable[str], checksum: LegacyChecksum) -> list[EcuReply]:

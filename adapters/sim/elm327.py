@@ -30,6 +30,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from adapters.protocols import j1850_crc
 from adapters.sim.car import EcuAnswer, LoggedRequest, VirtualCar, VirtualEcu
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "ElmSettings",
     "EmulatorFaults",
     "TimingModel",
-    "crc8_j1850",
     "isotp_frames",
     "legacy_messages",
 ]
@@ -287,16 +287,6 @@ def legacy_messages(message: bytes) -> list[bytes]:
         data = bytes((-len(data)) % 4) + data
         return [bytes([sid, itid, n + 1]) + data[4 * n : 4 * n + 4] for n in range(len(data) // 4)]
     return [message]
-
-
-def crc8_j1850(data: bytes) -> int:
-    """SAE J1850 CRC-8 (poly 1D, init FF, inverted), the check byte of J1850 frames."""
-    crc = 0xFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1D) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc ^ 0xFF
 
 
 class Elm327Emulator:
@@ -878,7 +868,7 @@ class Elm327Emulator:
             else:
                 head = bytes([0x48, 0x6B, source])
             body = head + part
-            check = crc8_j1850(body) if protocol in _J1850 else sum(body) & 0xFF
+            check = j1850_crc(body) if protocol in _J1850 else sum(body) & 0xFF
             pieces.append([self._frame_line("", body + bytes([check]))])
         return pieces
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters.errors import AdapterSpecError
+from adapters.protocols import CAN_PROTOCOLS
+from adapters.protocols import PROTOCOL_NAMES as _ALL_PROTOCOLS
 
 __all__ = [
     "CAN_PROTOCOLS",
@@ -30,18 +32,8 @@ __all__ = [
     "scenario_dir",
 ]
 
-PROTOCOL_NAMES: dict[str, str] = {
-    "1": "SAE J1850 PWM (41.6 kbaud)",
-    "2": "SAE J1850 VPW (10.4 kbaud)",
-    "3": "ISO 9141-2 (5 baud init, 10.4 kbaud)",
-    "4": "ISO 14230-4 KWP (5 baud init, 10.4 kbaud)",
-    "5": "ISO 14230-4 KWP (fast init, 10.4 kbaud)",
-    "6": "ISO 15765-4 CAN (11 bit ID, 500 kbaud)",
-    "7": "ISO 15765-4 CAN (29 bit ID, 500 kbaud)",
-    "8": "ISO 15765-4 CAN (11 bit ID, 250 kbaud)",
-    "9": "ISO 15765-4 CAN (29 bit ID, 250 kbaud)",
-}
-CAN_PROTOCOLS = frozenset({"6", "7", "8", "9"})
+# Scenario cars speak one of the legislated OBD protocols (ELM327 numbers 1-9).
+PROTOCOL_NAMES: dict[str, str] = {k: v for k, v in _ALL_PROTOCOLS.items() if k in "123456789"}
 
 # Engineering-unit names a scenario may use for the PIDs the workshop cares about:
 # name -> (PID, byte length, scale, offset). Raw value = round(value * scale + offset).

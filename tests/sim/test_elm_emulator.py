@@ -10,13 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
+from adapters.protocols import j1850_crc
 from adapters.sim.car import EcuAnswer, VirtualCar
 from adapters.sim.elm327 import (
     Chunk,
     Elm327Emulator,
     EmulatorFaults,
     TimingModel,
-    crc8_j1850,
     isotp_frames,
     legacy_messages,
 )
@@ -301,7 +301,7 @@ def test_kline_rejects_multi_pid_requests(make_emulator: MakeEmulator) -> None:
 
 
 def test_legacy_and_isotp_helpers() -> None:
-    assert crc8_j1850(b"123456789") == 0x4B  # the CRC-8/SAE-J1850 check value
+    assert j1850_crc(b"123456789") == 0x4B  # the CRC-8/SAE-J1850 check value
     assert legacy_messages(bytes.fromhex("4303013304200171")) == [
         bytes.fromhex("43013304200171"),
     ]
