@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, Self, runtime_checkable
+from typing import Any, Final, Protocol, Self, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -313,6 +313,17 @@ def _transport_failure(exc: httpx.TransportError, timeout: float) -> str:
 # -- client --------------------------------------------------------------------------------------------------
 
 
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """A transient failure: why, and how long the server asked us to wait (``Retry-After``), if it did."""
+
+    failure: str
+    wait: float | None
+
+
 class UploadClient:
     """One keep-alive HTTPS connection pool to the endpoint. Use as a context manager.
 
@@ -438,39 +449,26 @@ class UploadClient:
             "Idempotency-Key": record_id,
             "Content-Type": "application/json",
         }
-        failure = ""
-        status: int | None = None
-        for attempt in range(1, self._max_attempts + 1):
-            wait: float | None = None
-            response = self._post(self._records_url, body, headers)
-            if isinstance(response, str):
-                failure, status = response, None
-            else:
-                status = response.status_code
-                outcome = self._interpret(response, record_id)
-                if isinstance(outcome, Receipt):
-                    logger.info(
-                        "Record %s delivered (HTTP %d, receipt %s)", record_id, status, outcome.receipt_id
-                    )
-                    return outcome
-                failure, wait = outcome
-            if attempt == self._max_attempts:
-                break
-            delay = self.backoff_delay(attempt) if wait is None else min(wait, self._backoff_cap)
-            logger.info(
-                "Delivery of record %s failed (%s); attempt %d of %d, next in %.2f s",
-                record_id,
-                failure,
-                attempt,
-                self._max_attempts,
-                delay,
-            )
-            self._sleep(delay)
-        raise UploadRetryableError(
-            f"Record {record_id} could not be delivered after {self._max_attempts} attempts: {failure}. "
-            f"It stays in the outbox for the next upload.",
-            attempts=self._max_attempts,
-            status=status,
+
+        def judge(response: httpx.Response) -> Receipt | _Retry:
+            outcome = self._interpret(response, record_id)
+            if isinstance(outcome, Receipt):
+                logger.info(
+                    "Record %s delivered (HTTP %d, receipt %s)",
+                    record_id,
+                    response.status_code,
+                    outcome.receipt_id,
+                )
+                return outcome
+            return _Retry(*outcome)
+
+        return self._post_with_retries(
+            self._records_url,
+            body,
+            headers,
+            judge,
+            subject=f"Record {record_id}",
+            stays="It stays in the outbox for the next upload.",
         )
 
     def send_batch(self, records: Sequence[Mapping[str, Any]]) -> list[Receipt | UploadError] | None:
@@ -508,38 +506,68 @@ class UploadClient:
             ids.append(record_id)
         body = b'{"records":[' + b",".join(parts) + b"]}"
         headers = {"Authorization": f"Bearer {self._token.reveal()}", "Content-Type": "application/json"}
+
+        def judge(response: httpx.Response) -> list[Receipt | UploadError] | _Retry | None:
+            status = response.status_code
+            if status == 200:
+                outcomes = self._batch_outcomes(response, ids)
+                if outcomes is not None:
+                    logger.info("Batch of %d records answered (HTTP 200)", len(ids))
+                    return outcomes
+                return _Retry("the server's answer to the batch (HTTP 200) could not be read", None)
+            if status in _NO_BATCH_PATH or status in _BATCH_REFUSED:
+                logger.info(
+                    "The endpoint answered HTTP %d to a batch (%s); sending records one by one",
+                    status,
+                    self._server_message(response),
+                )
+                if status != 413:  # too large: smaller batches or single records will do
+                    self._batch_size = 1
+                return None
+            return _Retry(*self._interpret_failure(response))
+
+        return self._post_with_retries(
+            self._batch_url,
+            body,
+            headers,
+            judge,
+            subject=f"A batch of {len(ids)} records",
+            stays="The records stay in the outbox for the next upload.",
+        )
+
+    def _post_with_retries(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        judge: Callable[[httpx.Response], _T | _Retry],
+        *,
+        subject: str,
+        stays: str,
+    ) -> _T:
+        """POST until ``judge`` accepts an answer, backing off between transient failures.
+
+        :raises UploadRetryableError: every attempt failed transiently (the last reason is in the message).
+        """
         failure = ""
         status: int | None = None
         for attempt in range(1, self._max_attempts + 1):
             wait: float | None = None
-            response = self._post(self._batch_url, body, headers)
+            response = self._post(url, body, headers)
             if isinstance(response, str):
                 failure, status = response, None
             else:
                 status = response.status_code
-                if status == 200:
-                    outcomes = self._batch_outcomes(response, ids)
-                    if outcomes is not None:
-                        logger.info("Batch of %d records answered (HTTP 200)", len(ids))
-                        return outcomes
-                    failure = "the server's answer to the batch (HTTP 200) could not be read"
-                elif status in _NO_BATCH_PATH or status in _BATCH_REFUSED:
-                    logger.info(
-                        "The endpoint answered HTTP %d to a batch (%s); sending records one by one",
-                        status,
-                        self._server_message(response),
-                    )
-                    if status != 413:  # too large: smaller batches or single records will do
-                        self._batch_size = 1
-                    return None
-                else:
-                    failure, wait = self._interpret_failure(response)
+                verdict = judge(response)
+                if not isinstance(verdict, _Retry):
+                    return verdict
+                failure, wait = verdict.failure, verdict.wait
             if attempt == self._max_attempts:
                 break
             delay = self.backoff_delay(attempt) if wait is None else min(wait, self._backoff_cap)
             logger.info(
-                "Delivery of a batch of %d records failed (%s); attempt %d of %d, next in %.2f s",
-                len(ids),
+                "Delivery of %s failed (%s); attempt %d of %d, next in %.2f s",
+                subject[0].lower() + subject[1:],
                 failure,
                 attempt,
                 self._max_attempts,
@@ -547,8 +575,7 @@ class UploadClient:
             )
             self._sleep(delay)
         raise UploadRetryableError(
-            f"A batch of {len(ids)} records could not be delivered after {self._max_attempts} attempts: "
-            f"{failure}. The records stay in the outbox for the next upload.",
+            f"{subject} could not be delivered after {self._max_attempts} attempts: {failure}. {stays}",
             attempts=self._max_attempts,
             status=status,
         )
