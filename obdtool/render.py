@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 
 __all__ = ["console", "render_clear", "render_scan"]
 
+_LABELS = {
+    "distance_mil_km": "km with MIL on",
+    "distance_since_clear_km": "km since clear",
+    "minutes_mil": "min with MIL on",
+    "minutes_since_clear": "min since clear",
+    "warmups_since_clear": "warm-ups since clear",
+    "obd_standard": "OBD",
+}
 _KIND_STYLE = {"stored": "bold red", "pending": "yellow", "permanent": "magenta", "uds": "cyan"}
 
 
@@ -58,7 +66,9 @@ def render_scan(out: Console, result: ScanResult) -> None:
     for col in ("ECU", "Name", "CALID", "CVN", "Counters"):
         ecus.add_column(col)
     for ecu in result.ecus.values():
-        counters = ", ".join(f"{k}={v}" for k, v in ecu.readings.items() if k != "odometer_km")
+        counters = "\n".join(
+            f"{_LABELS.get(k, k)}: {v}" for k, v in ecu.readings.items() if k != "odometer_km"
+        )
         ident = "\n".join(f"{k}: {v}" for k, v in ecu.uds_identification.items())
         ecus.add_row(
             ecu.address,
