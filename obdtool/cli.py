@@ -86,7 +86,12 @@ class _Group(click.Group):
             _fail(str(exc) or exc.__class__.__name__, code)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 no faults, 1 faults present, 2 usage, 3 adapter/car, 4 upload, 5 config/local data,"
+    " 6 clear not done, 70 internal error, 130 interrupted.",
+)
 @click.version_option(package_name="obdtool")
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv for raw adapter traffic).")
 def main(verbose: int) -> None:
@@ -176,8 +181,8 @@ adapter_option = click.option(
     "-a",
     "adapter_spec",
     metavar="SPEC",
-    help="Serial port (/dev/ttyUSB0, COM3), tcp://host:port, can:IFACE:CHANNEL, sim:SCENARIO or"
-    " simcan:SCENARIO.",
+    help="Serial port (/dev/ttyUSB0, COM3), tcp://host:port, can:IFACE:CHANNEL, sim:SCENARIO,"
+    " simcan:SCENARIO or replay:TRACE.",
 )
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document instead of tables."
