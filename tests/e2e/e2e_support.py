@@ -1,33 +1,10 @@
-"""Helpers for the end-to-end tests: the real CLI in a subprocess, the simulator on a real pty."""
+"""Helpers for the end-to-end tests: a file-less keyring and a traceback check."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import keyring.backend
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run ``obdtool`` as a workshop would: a separate process, real stdin/stdout/stderr."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "obdtool.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from e2e_support import no_traceback, run_cli
+from cli_support import run_cli
+from e2e_support import no_traceback
 
 ENV = {"OBDTOOL_WORKSHOP_ID": "NO-OSL-0042", "OBDTOOL_WORKSHOP_NAME": "Bilverksted Oslo"}
 

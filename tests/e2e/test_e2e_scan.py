@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import ROOT, no_traceback, run_cli
+from cli_support import ROOT, run_cli
+from e2e_support import no_traceback
 
 from adapters.sim.car import VirtualCar
 from adapters.sim.elm327 import Elm327Emulator, EmulatorFaults

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -129,17 +128,9 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``obdtool`` in its own process, as a workshop does; every run is checked for tracebacks."""
-    full_env = {**os.environ, **(env or {})}
-    done = subprocess.run(
-        [sys.executable, "-m", "obdtool.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=ROOT,
-        check=False,
-    )
+    import cli_support  # here, not at the top: CLI subprocesses import this module for its keyring alone
+
+    done = cli_support.run_cli(*args, env=env, stdin=stdin, timeout=timeout)
     note_run(done.returncode, done.stdout, done.stderr)
     return done
 
