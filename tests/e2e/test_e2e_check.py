@@ -261,3 +261,28 @@ def test_a_simulated_car_is_never_sent_to_a_real_endpoint(memory_keyring: Memory
     assert doc["upload"]["attempted"] is False
     with Outbox(default_outbox_path()) as box:
         assert box.get(doc["record_id"]).state == "held"
+
+
+def test_phev_accepted_delivers_itid17_and_the_raw_plug_in_hybrid_infotypes(
+    receiver: ReceiverServer, tls: dict[str, Path], memory_keyring: MemoryKeyring
+) -> None:
+    vehicle = VirtualCar(load_scenario("phev"))
+    env = _env(receiver.url, tls)
+    _login(env)
+    with PtyServer(Elm327Emulator(vehicle)) as server:
+        result = _cli("check", "--adapter", server.path, "--obfcm", "accepted", "--json", env=env)
+    assert result.exit_code in (0, 1), result.stderr
+    doc = json.loads(result.stdout)
+    assert receiver.received_ids() == [doc["record_id"]] and receiver.post_count == 1
+    got = receiver.received(doc["record_id"])["obfcm"]
+    assert got["state"] == "collected"
+    spec = next(e.obfcm for e in vehicle.scenario.ecus if e.obfcm is not None)
+    assert spec is not None
+    [entry] = [e for e in got["ecus"] if e["itid17"] is not None]
+    assert entry["itid17"]["lifetime_distance_km"] == spec.lifetime_distance_km
+    assert entry["itid17"]["lifetime_fuel_l"] == spec.lifetime_fuel_l
+    raw = {r["itid"]: r for e in got["ecus"] for r in e["raw"]}
+    assert set(raw) == {f"{i:02X}" for i in spec.raw_infotypes}
+    for itid, payload in spec.raw_infotypes.items():
+        assert raw[f"{itid:02X}"]["raw_hex"] == f"49{itid:02X}{payload.hex().upper()}"
+        assert raw[f"{itid:02X}"]["verified"] is False
