@@ -21,6 +21,7 @@ import time
 import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -277,12 +278,17 @@ class TcpElm(_Server):
         self.server.close()
 
 
-@pytest.fixture
-def pty_elm() -> Iterator[Callable[..., tuple[ScriptedElm, PtyElm]]]:
-    made: list[PtyElm] = []
+_ServerT = TypeVar("_ServerT", bound=_Server)
 
-    def make(elm: ScriptedElm | None = None) -> tuple[ScriptedElm, PtyElm]:
-        server = PtyElm(elm or ScriptedElm())
+
+def _scripted_servers(
+    server_type: Callable[[ScriptedElm], _ServerT],
+) -> Iterator[Callable[..., tuple[ScriptedElm, _ServerT]]]:
+    """Scripted ELMs behind real servers; each one is checked at the end for an empty line sent to it."""
+    made: list[_ServerT] = []
+
+    def make(elm: ScriptedElm | None = None) -> tuple[ScriptedElm, _ServerT]:
+        server = server_type(elm or ScriptedElm())
         made.append(server)
         return server.elm, server
 
@@ -290,21 +296,16 @@ def pty_elm() -> Iterator[Callable[..., tuple[ScriptedElm, PtyElm]]]:
     for server in made:
         server.close()
         assert "" not in server.elm.received, "the driver sent an empty line"
+
+
+@pytest.fixture
+def pty_elm() -> Iterator[Callable[..., tuple[ScriptedElm, PtyElm]]]:
+    yield from _scripted_servers(PtyElm)
 
 
 @pytest.fixture
 def tcp_elm() -> Iterator[Callable[..., tuple[ScriptedElm, TcpElm]]]:
-    made: list[TcpElm] = []
-
-    def make(elm: ScriptedElm | None = None) -> tuple[ScriptedElm, TcpElm]:
-        server = TcpElm(elm or ScriptedElm())
-        made.append(server)
-        return server.elm, server
-
-    yield make
-    for server in made:
-        server.close()
-        assert "" not in server.elm.received, "the driver sent an empty line"
+    yield from _scripted_servers(TcpElm)
 
 
 def on_pty(server: PtyElm, **kw: object) -> Elm327Adapter:
